@@ -1,1 +1,110 @@
-//! placeholder
+//! Persistence for wisp: the registry of functions and versions, the durable async event
+//! queue and the invocation records (SQLite, bundled), and the content-addressed artifact
+//! store for code packages (the filesystem). This crate knows nothing of HTTP.
+//!
+//! The embedded implementations sit behind the [`Store`] and [`BlobStore`] traits so that
+//! a cluster mode can put them on a distributed engine without touching their callers.
+
+pub mod blob;
+pub mod package;
+pub mod sqlite;
+
+use std::path::PathBuf;
+
+use wisp_core::{FunctionSpec, InvocationRecord};
+
+pub use blob::FsBlobStore;
+pub use package::{PackageError, UnpackLimits};
+pub use sqlite::SqliteStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Db(#[from] rusqlite::Error),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Package(#[from] PackageError),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A function as the registry holds it: `$LATEST` and its counters.
+#[derive(Debug, Clone)]
+pub struct FunctionRow {
+    pub latest: FunctionSpec,
+    pub next_version: u64,
+    pub reserved_concurrency: Option<u32>,
+}
+
+/// An accepted asynchronous invocation, waiting in the durable queue.
+#[derive(Debug, Clone)]
+pub struct AsyncEvent {
+    pub id: i64,
+    pub request_id: String,
+    pub function: String,
+    pub qualifier: Option<String>,
+    pub payload: Vec<u8>,
+    pub attempts: u32,
+    pub due_ms: i64,
+    pub enqueued_ms: i64,
+}
+
+/// The registry, queue and records. Every method is one transaction.
+pub trait Store: Send + Sync + 'static {
+    /// Inserts a new function; `Ok(false)` when the name is taken. With `publish`, version
+    /// 1 is created in the same transaction.
+    fn create_function(&self, spec: &FunctionSpec, publish: bool) -> Result<bool>;
+    fn get_function(&self, name: &str) -> Result<Option<FunctionRow>>;
+    /// Functions whose names sort after `after`, at most `limit`.
+    fn list_functions(&self, after: Option<&str>, limit: usize) -> Result<Vec<FunctionRow>>;
+    /// Replaces `$LATEST` if its revision is still `expected_revision`; `Ok(false)` if
+    /// the function is gone or was changed meanwhile.
+    fn update_function(&self, spec: &FunctionSpec, expected_revision: &str) -> Result<bool>;
+    /// Deletes a function, its versions and its queued events; `Ok(false)` if absent.
+    fn delete_function(&self, name: &str) -> Result<bool>;
+    /// Publishes `$LATEST` as the next version unless the newest version already has the
+    /// same code and configuration; returns the version's spec and number.
+    fn publish_version(&self, name: &str) -> Result<Option<(u64, FunctionSpec)>>;
+    fn get_version(&self, name: &str, version: u64) -> Result<Option<FunctionSpec>>;
+    fn list_versions(&self, name: &str) -> Result<Vec<(u64, FunctionSpec)>>;
+    fn delete_version(&self, name: &str, version: u64) -> Result<bool>;
+    /// Sets (`Some`) or clears (`None`) reserved concurrency; `Ok(false)` if absent.
+    fn set_reserved_concurrency(&self, name: &str, value: Option<u32>) -> Result<bool>;
+    /// Every code package still referenced by some function or version.
+    fn referenced_code(&self) -> Result<Vec<String>>;
+
+    /// Durably queues an event; returns once it is committed.
+    fn enqueue_event(&self, event: &AsyncEvent) -> Result<i64>;
+    /// Pending events due at `now_ms`, oldest first.
+    fn due_events(&self, now_ms: i64, limit: usize) -> Result<Vec<AsyncEvent>>;
+    /// The earliest due time among pending events.
+    fn next_due_ms(&self) -> Result<Option<i64>>;
+    fn complete_event(&self, id: i64) -> Result<()>;
+    fn retry_event(&self, id: i64, attempts: u32, due_ms: i64, error: &str) -> Result<()>;
+    /// Keeps an event that exhausted its attempts, marked failed, for inspection.
+    fn fail_event(&self, id: i64, attempts: u32, error: &str) -> Result<()>;
+    fn pending_event_count(&self) -> Result<u64>;
+
+    /// Appends records in one transaction and prunes the oldest beyond `retain`.
+    fn append_records(&self, records: &[InvocationRecord], retain: u64) -> Result<()>;
+    fn records(&self, function: &str, after_seq: i64, limit: usize) -> Result<Vec<InvocationRecord>>;
+}
+
+/// Code packages by their sha256.
+pub trait BlobStore: Send + Sync + 'static {
+    /// Validates and unpacks `zip`, then stores it; returns its hex sha256. A package that
+    /// fails validation leaves nothing behind.
+    fn put_package(&self, zip: &[u8]) -> Result<String>;
+    /// The unpacked code of a stored package.
+    fn code_dir(&self, sha256: &str) -> Result<PathBuf>;
+    /// The zip itself, as uploaded.
+    fn read_package(&self, sha256: &str) -> Result<Vec<u8>>;
+    /// Removes packages not in `keep`.
+    fn collect_garbage(&self, keep: &[String]) -> Result<usize>;
+}
