@@ -1,1 +1,24 @@
-//! placeholder
+//! HTTP for wisp: the Lambda-compatible REST API (2015-03-31 and friends) and wisp's own
+//! extensions under `/wisp/v1`. Handlers translate between HTTP and [`wisp_engine::Engine`]
+//! calls and hold no platform logic; errors leave in AWS's shape.
+
+pub mod error;
+pub mod lambda;
+pub mod shapes;
+pub mod wisp_ext;
+
+use std::sync::Arc;
+
+use axum::Router;
+use wisp_engine::Engine;
+
+pub use error::ApiError;
+
+/// The whole management and invoke API on one router.
+pub fn router(engine: Arc<Engine>) -> Router {
+    Router::new()
+        .merge(lambda::routes())
+        .merge(wisp_ext::routes())
+        .fallback(error::unknown_operation)
+        .with_state(engine)
+}

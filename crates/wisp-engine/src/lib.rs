@@ -1,1 +1,98 @@
-//! placeholder
+//! The engine: the control plane (functions, versions, concurrency) and the data plane
+//! (dispatch to instances, the durable async queue, invocation records) behind one handle.
+//! It holds the platform's logic; `wisp-api` only translates HTTP to calls on [`Engine`].
+
+pub mod async_queue;
+pub mod control;
+pub mod dispatch;
+pub mod invoke;
+pub mod records;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use wisp_runtime::{Executor, Interpreters};
+use wisp_store::{BlobStore, Store};
+
+pub use control::{CodeInput, ConfigInput, CreateInput, Resolved};
+pub use dispatch::{DispatchResult, InvokeRequest};
+pub use invoke::{InvokeMode, Invoked};
+
+/// Everything the engine is configured with.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub data_dir: PathBuf,
+    pub region: String,
+    /// Node-wide limit on invocations running at once.
+    pub max_concurrency: u32,
+    /// Node-wide limit on live instances, busy or idle.
+    pub max_instances: u32,
+    /// How long an invocation waits for a free slot before it is throttled.
+    pub queue_wait: Duration,
+    /// How long an idle instance is kept warm.
+    pub keep_alive: Duration,
+    /// First async retry delay; the second is twice as long.
+    pub async_retry_base: Duration,
+    /// Async events run at once.
+    pub async_concurrency: usize,
+    /// Invocation records kept.
+    pub records_retain: u64,
+}
+
+/// The running platform.
+pub struct Engine {
+    pub(crate) cfg: EngineConfig,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) blobs: Arc<dyn BlobStore>,
+    pub(crate) interpreters: Interpreters,
+    pub(crate) dispatcher: Arc<dispatch::Dispatcher>,
+    pub(crate) queue: async_queue::AsyncQueue,
+    pub(crate) cache: control::SpecCache,
+    /// Shared by requests that store packages, exclusive for garbage collection.
+    pub(crate) gc_lock: Arc<tokio::sync::RwLock<()>>,
+}
+
+impl Engine {
+    /// Assembles the engine and starts its background tasks (record writer, async worker,
+    /// idle-instance reaper). Call within a Tokio runtime.
+    pub fn start(
+        cfg: EngineConfig,
+        store: Arc<dyn Store>,
+        blobs: Arc<dyn BlobStore>,
+        executor: Arc<dyn Executor>,
+        interpreters: Interpreters,
+    ) -> Arc<Self> {
+        let records = records::RecordSink::start(store.clone(), cfg.records_retain);
+        let dispatcher = dispatch::Dispatcher::start(&cfg, executor, blobs.clone(), records);
+        let engine = Arc::new(Engine {
+            queue: async_queue::AsyncQueue::new(),
+            cfg,
+            store,
+            blobs,
+            interpreters,
+            dispatcher,
+            cache: control::SpecCache::default(),
+            gc_lock: Arc::default(),
+        });
+        engine.collect_garbage();
+        async_queue::spawn_worker(engine.clone());
+        engine
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.cfg
+    }
+
+    /// Runtime names this server can run.
+    pub fn runtimes(&self) -> Vec<String> {
+        self.interpreters.available()
+    }
+
+    /// Stops taking work, lets running invocations finish within `grace`, stops every
+    /// instance and flushes the records.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.queue.stop();
+        self.dispatcher.shutdown(grace).await;
+    }
+}

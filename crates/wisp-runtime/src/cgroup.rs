@@ -114,11 +114,13 @@ impl Cgroups {
             };
             if let Ok(memory) = setup(&memory_root) {
                 let pids_root = v2_root.join("pids");
+                // The root of the pids hierarchy has no pids.max; its children do.
                 let pids = pids_root
-                    .join("pids.max")
+                    .join("cgroup.procs")
                     .exists()
                     .then(|| setup(&pids_root).ok())
-                    .flatten();
+                    .flatten()
+                    .filter(|base| base.join("pids.max").exists());
                 return Cgroups {
                     mode: Some(Mode::V1 { memory, pids }),
                 };

@@ -53,11 +53,15 @@ impl Interpreters {
         let mut found = Interpreters::default();
         let mut names: Vec<String> = (6..=20).map(|m| format!("python3.{m}")).collect();
         names.push("python3".into());
-        for candidate in candidates(&names) {
-            let probe = "import sys; print(sys.version_info[1]); print(sys.executable)";
-            let Some(out) = output_of(&candidate, &["-S", "-c", probe]).await else {
-                continue;
-            };
+        let probe = "import sys; print(sys.version_info[1]); print(sys.executable)";
+        // Probed concurrently: each launcher shim can cost ~100 ms.
+        let pythons = candidates(&names);
+        let outputs = futures_util::future::join_all(
+            pythons.iter().map(|c| output_of(c, &["-S", "-c", probe])),
+        )
+        .await;
+        for out in outputs {
+            let Some(out) = out else { continue };
             let mut lines = out.lines();
             let (Some(minor), Some(exe)) = (lines.next(), lines.next()) else { continue };
             let (Ok(minor), exe) = (minor.parse::<u32>(), PathBuf::from(exe)) else { continue };

@@ -94,6 +94,8 @@ pub trait Store: Send + Sync + 'static {
     /// Appends records in one transaction and prunes the oldest beyond `retain`.
     fn append_records(&self, records: &[InvocationRecord], retain: u64) -> Result<()>;
     fn records(&self, function: &str, after_seq: i64, limit: usize) -> Result<Vec<InvocationRecord>>;
+    /// The newest `limit` records of a function, oldest first.
+    fn recent_records(&self, function: &str, limit: usize) -> Result<Vec<InvocationRecord>>;
 }
 
 /// Code packages by their sha256.

@@ -405,37 +405,57 @@ impl Store for SqliteStore {
 
     fn records(&self, function: &str, after_seq: i64, limit: usize) -> Result<Vec<InvocationRecord>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT seq, request_id, function, version, invocation_type, start_ms, duration_ms,
-                    billed_ms, init_ms, max_memory_mb, memory_size_mb, status, error_type, logs
-             FROM records WHERE function = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
-        )?;
-        let rows = stmt.query_map(params![function, after_seq, limit as i64], |r| {
-            let kind: String = r.get(4)?;
-            let status: String = r.get(11)?;
-            Ok(InvocationRecord {
-                seq: r.get(0)?,
-                request_id: r.get(1)?,
-                function_name: r.get(2)?,
-                version: r.get(3)?,
-                invocation_type: if kind == "Event" {
-                    InvocationType::Event
-                } else {
-                    InvocationType::RequestResponse
-                },
-                start_time_ms: r.get(5)?,
-                duration_ms: r.get(6)?,
-                billed_duration_ms: r.get::<_, i64>(7)? as u64,
-                init_duration_ms: r.get(8)?,
-                max_memory_used_mb: r.get::<_, i64>(9)? as u64,
-                memory_size_mb: r.get(10)?,
-                status: InvocationStatus::parse(&status).unwrap_or(InvocationStatus::Error),
-                error_type: r.get(12)?,
-                logs: r.get(13)?,
-            })
-        })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        query_records(
+            &conn,
+            "WHERE function = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+            params![function, after_seq, limit as i64],
+        )
     }
+
+    fn recent_records(&self, function: &str, limit: usize) -> Result<Vec<InvocationRecord>> {
+        let conn = self.conn();
+        let mut out = query_records(
+            &conn,
+            "WHERE function = ?1 ORDER BY seq DESC LIMIT ?2",
+            params![function, limit as i64],
+        )?;
+        out.reverse();
+        Ok(out)
+    }
+}
+
+fn query_records(conn: &Connection, tail: &str, args: impl rusqlite::Params) -> Result<Vec<InvocationRecord>> {
+    let sql = format!(
+        "SELECT seq, request_id, function, version, invocation_type, start_ms, duration_ms,
+                billed_ms, init_ms, max_memory_mb, memory_size_mb, status, error_type, logs
+         FROM records {tail}"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(args, |r| {
+        let kind: String = r.get(4)?;
+        let status: String = r.get(11)?;
+        Ok(InvocationRecord {
+            seq: r.get(0)?,
+            request_id: r.get(1)?,
+            function_name: r.get(2)?,
+            version: r.get(3)?,
+            invocation_type: if kind == "Event" {
+                InvocationType::Event
+            } else {
+                InvocationType::RequestResponse
+            },
+            start_time_ms: r.get(5)?,
+            duration_ms: r.get(6)?,
+            billed_duration_ms: r.get::<_, i64>(7)? as u64,
+            init_duration_ms: r.get(8)?,
+            max_memory_used_mb: r.get::<_, i64>(9)? as u64,
+            memory_size_mb: r.get(10)?,
+            status: InvocationStatus::parse(&status).unwrap_or(InvocationStatus::Error),
+            error_type: r.get(12)?,
+            logs: r.get(13)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 #[cfg(test)]

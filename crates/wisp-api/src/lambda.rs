@@ -1,0 +1,318 @@
+//! The Lambda REST API: functions, versions, concurrency and Invoke.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use base64::Engine as _;
+use serde_json::{json, Value};
+use wisp_core::limits::{CODE_REQUEST_MAX_BYTES, CONTROL_REQUEST_MAX_BYTES, LOG_TAIL_BYTES, SYNC_PAYLOAD_MAX_BYTES};
+use wisp_core::Error;
+use wisp_engine::{ConfigInput, CreateInput, Engine, InvokeMode, Invoked, Resolved};
+use wisp_runtime::Outcome;
+
+use crate::error::{parse_json, read_body, ApiResult};
+use crate::shapes::{self, configuration};
+
+type Eng = State<Arc<Engine>>;
+type Params = Query<HashMap<String, String>>;
+
+pub fn routes() -> Router<Arc<Engine>> {
+    Router::new()
+        .route("/2015-03-31/functions", post(create_function).get(list_functions))
+        .route("/2015-03-31/functions/", post(create_function).get(list_functions))
+        .route("/2015-03-31/functions/{name}", get(get_function).delete(delete_function))
+        .route(
+            "/2015-03-31/functions/{name}/configuration",
+            get(get_configuration).put(update_configuration),
+        )
+        .route("/2015-03-31/functions/{name}/code", put(update_code))
+        .route("/2015-03-31/functions/{name}/invocations", post(invoke))
+        .route("/2015-03-31/functions/{name}/versions", post(publish_version).get(list_versions))
+        .route(
+            "/2017-10-31/functions/{name}/concurrency",
+            put(put_concurrency).delete(delete_concurrency),
+        )
+        .route("/2019-09-30/functions/{name}/concurrency", get(get_concurrency))
+        .route("/2016-08-19/account-settings", get(account_settings))
+        .route("/2016-08-19/account-settings/", get(account_settings))
+}
+
+fn qualifier(params: &HashMap<String, String>) -> Option<&str> {
+    params.get("Qualifier").map(String::as_str)
+}
+
+fn config_json(engine: &Engine, r: &Resolved) -> Value {
+    configuration(r, &engine.config().region)
+}
+
+async fn create_function(State(engine): Eng, body: Body) -> ApiResult<Response> {
+    let bytes = read_body(body, CODE_REQUEST_MAX_BYTES, "CreateFunction").await?;
+    let mut req: shapes::CreateFunction = parse_json(&bytes)?;
+    if req.package_type.as_deref().is_some_and(|p| p != "Zip") {
+        return Err(Error::invalid("PackageType Image is not supported by this server: use Zip.").into());
+    }
+    let mut extra = req.opaque();
+    if let Some(tags) = req.tags.take() {
+        extra.insert("Tags".into(), json!(tags));
+    }
+    let input = CreateInput {
+        name: req.function_name,
+        runtime: req.runtime,
+        handler: req.handler,
+        role: req.role,
+        memory_mb: req.memory_size,
+        timeout_s: req.timeout,
+        env: req.environment.and_then(|e| e.variables),
+        description: req.description,
+        code: req.code.map(|c| c.into_input()).unwrap_or_default(),
+        publish: req.publish.unwrap_or(false),
+        extra,
+    };
+    let resolved = engine.create_function(input).await?;
+    Ok((StatusCode::CREATED, Json(config_json(&engine, &resolved))).into_response())
+}
+
+async fn list_functions(State(engine): Eng, Query(params): Params) -> ApiResult<Json<Value>> {
+    let max_items = match params.get("MaxItems") {
+        Some(m) => Some(m.parse::<usize>().map_err(|_| Error::invalid("MaxItems must be a number."))?),
+        None => None,
+    };
+    let (specs, next) = engine.list_functions(params.get("Marker").map(String::as_str), max_items)?;
+    let functions: Vec<Value> = specs
+        .into_iter()
+        .map(|spec| {
+            let r = Resolved {
+                spec: Arc::new(spec),
+                version: "$LATEST".into(),
+                reserved_concurrency: None,
+            };
+            config_json(&engine, &r)
+        })
+        .collect();
+    let mut doc = json!({ "Functions": functions });
+    if let Some(next) = next {
+        doc["NextMarker"] = next.into();
+    }
+    Ok(Json(doc))
+}
+
+async fn get_function(
+    State(engine): Eng,
+    Path(name): Path<String>,
+    Query(params): Params,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
+    let r = engine.resolve(&name, qualifier(&params))?;
+    let host = headers
+        .get("host")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("127.0.0.1");
+    let mut doc = json!({
+        "Configuration": config_json(&engine, &r),
+        "Code": {
+            "RepositoryType": "S3",
+            "Location": format!("http://{host}/wisp/v1/code/{}", r.spec.code_sha256),
+        },
+    });
+    if let Some(tags) = r.spec.extra.get("Tags") {
+        doc["Tags"] = tags.clone();
+    }
+    if let Some(n) = r.reserved_concurrency {
+        doc["Concurrency"] = json!({ "ReservedConcurrentExecutions": n });
+    }
+    Ok(Json(doc))
+}
+
+async fn get_configuration(State(engine): Eng, Path(name): Path<String>, Query(params): Params) -> ApiResult<Json<Value>> {
+    let r = engine.resolve(&name, qualifier(&params))?;
+    Ok(Json(config_json(&engine, &r)))
+}
+
+async fn delete_function(State(engine): Eng, Path(name): Path<String>, Query(params): Params) -> ApiResult<StatusCode> {
+    engine.delete_function(&name, qualifier(&params))?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn update_code(State(engine): Eng, Path(name): Path<String>, body: Body) -> ApiResult<Json<Value>> {
+    let bytes = read_body(body, CODE_REQUEST_MAX_BYTES, "UpdateFunctionCode").await?;
+    let req: shapes::UpdateCode = parse_json(&bytes)?;
+    let code = shapes::FunctionCode {
+        zip_file: req.zip_file,
+        s3_bucket: req.s3_bucket,
+        s3_key: req.s3_key,
+        s3_object_version: req.s3_object_version,
+        image_uri: req.image_uri,
+        source_kms_key_arn: None,
+    };
+    if req.dry_run == Some(true) {
+        let r = engine.resolve(&name, None)?;
+        return Ok(Json(config_json(&engine, &r)));
+    }
+    let r = engine
+        .update_code(&name, code.into_input(), req.publish.unwrap_or(false), req.revision_id.as_deref())
+        .await?;
+    Ok(Json(config_json(&engine, &r)))
+}
+
+async fn update_configuration(State(engine): Eng, Path(name): Path<String>, body: Body) -> ApiResult<Json<Value>> {
+    let bytes = read_body(body, CONTROL_REQUEST_MAX_BYTES, "UpdateFunctionConfiguration").await?;
+    let mut req: shapes::UpdateConfiguration = parse_json(&bytes)?;
+    let extra = req.opaque();
+    let input = ConfigInput {
+        runtime: req.runtime,
+        handler: req.handler,
+        role: req.role,
+        memory_mb: req.memory_size,
+        timeout_s: req.timeout,
+        env: req.environment.map(|e| e.variables.unwrap_or_default()),
+        description: req.description,
+        revision_id: req.revision_id,
+        extra,
+    };
+    let r = engine.update_configuration(&name, input)?;
+    Ok(Json(config_json(&engine, &r)))
+}
+
+async fn publish_version(State(engine): Eng, Path(name): Path<String>, body: Body) -> ApiResult<Response> {
+    let bytes = read_body(body, CONTROL_REQUEST_MAX_BYTES, "PublishVersion").await?;
+    let req: shapes::PublishVersion = parse_json(&bytes)?;
+    let _ = req.description;
+    let r = engine.publish_version(&name, req.code_sha256.as_deref(), req.revision_id.as_deref())?;
+    Ok((StatusCode::CREATED, Json(config_json(&engine, &r))).into_response())
+}
+
+async fn list_versions(State(engine): Eng, Path(name): Path<String>) -> ApiResult<Json<Value>> {
+    let versions: Vec<Value> = engine.list_versions(&name)?.iter().map(|r| config_json(&engine, r)).collect();
+    Ok(Json(json!({ "Versions": versions })))
+}
+
+async fn put_concurrency(State(engine): Eng, Path(name): Path<String>, body: Body) -> ApiResult<Json<Value>> {
+    let bytes = read_body(body, CONTROL_REQUEST_MAX_BYTES, "PutFunctionConcurrency").await?;
+    let req: shapes::PutConcurrency = parse_json(&bytes)?;
+    let n = engine.put_concurrency(&name, req.reserved_concurrent_executions)?;
+    Ok(Json(json!({ "ReservedConcurrentExecutions": n })))
+}
+
+async fn get_concurrency(State(engine): Eng, Path(name): Path<String>) -> ApiResult<Json<Value>> {
+    Ok(Json(match engine.get_concurrency(&name)? {
+        Some(n) => json!({ "ReservedConcurrentExecutions": n }),
+        None => json!({}),
+    }))
+}
+
+async fn delete_concurrency(State(engine): Eng, Path(name): Path<String>) -> ApiResult<StatusCode> {
+    engine.delete_concurrency(&name)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn account_settings(State(engine): Eng) -> Json<Value> {
+    let cfg = engine.config();
+    Json(json!({
+        "AccountLimit": {
+            "TotalCodeSize": 80530636800u64,
+            "CodeSizeUnzipped": wisp_core::limits::UNZIPPED_MAX_BYTES,
+            "CodeSizeZipped": wisp_core::limits::ZIP_MAX_BYTES,
+            "ConcurrentExecutions": cfg.max_concurrency,
+            "UnreservedConcurrentExecutions": cfg.max_concurrency,
+        },
+        "AccountUsage": { "TotalCodeSize": 0, "FunctionCount": 0 },
+    }))
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// The last `LOG_TAIL_BYTES` of a log, cut at a character boundary.
+fn log_tail(log: &str) -> &str {
+    let mut start = log.len().saturating_sub(LOG_TAIL_BYTES);
+    while !log.is_char_boundary(start) {
+        start += 1;
+    }
+    &log[start..]
+}
+
+async fn invoke(
+    State(engine): Eng,
+    Path(name): Path<String>,
+    Query(params): Params,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
+    let mode = match header(&headers, "x-amz-invocation-type") {
+        None | Some("RequestResponse") => InvokeMode::RequestResponse,
+        Some("Event") => InvokeMode::Event,
+        Some("DryRun") => InvokeMode::DryRun,
+        Some(other) => {
+            return Err(Error::invalid(format!(
+                "InvocationType '{}' is not one of RequestResponse, Event, DryRun.",
+                other.chars().take(40).collect::<String>()
+            ))
+            .into())
+        }
+    };
+    let tail = match header(&headers, "x-amz-log-type") {
+        None | Some("None") => false,
+        Some("Tail") => true,
+        Some(_) => return Err(Error::invalid("LogType must be None or Tail.").into()),
+    };
+    let client_context = match header(&headers, "x-amz-client-context") {
+        Some(b64) => {
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .ok()
+                .and_then(|d| String::from_utf8(d).ok())
+                .ok_or_else(|| Error::invalid("ClientContext must be base64-encoded JSON."))?;
+            Some(decoded)
+        }
+        None => None,
+    };
+    let payload = read_body(body, SYNC_PAYLOAD_MAX_BYTES, "Invoke").await?;
+    let invoked = engine
+        .invoke(&name, qualifier(&params), mode, payload, client_context)
+        .await?;
+    let result = match invoked {
+        Invoked::DryRun => return Ok(StatusCode::NO_CONTENT.into_response()),
+        Invoked::Queued { request_id } => {
+            let mut response = StatusCode::ACCEPTED.into_response();
+            if let Ok(v) = HeaderValue::from_str(&request_id) {
+                response.headers_mut().insert("x-amzn-requestid", v);
+            }
+            return Ok(response);
+        }
+        Invoked::Done(result) => result,
+    };
+    let (body, function_error) = match result.outcome {
+        Outcome::Success(body) => (body, false),
+        Outcome::FunctionError { body, .. } => (body, true),
+        Outcome::Failed { error_type, message, .. } => (
+            json!({ "errorMessage": message, "errorType": error_type }).to_string().into(),
+            true,
+        ),
+    };
+    let mut response = (StatusCode::OK, body).into_response();
+    let h = response.headers_mut();
+    h.insert("content-type", HeaderValue::from_static("application/json"));
+    if let Ok(v) = HeaderValue::from_str(&result.request_id) {
+        h.insert("x-amzn-requestid", v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&result.version) {
+        h.insert("x-amz-executed-version", v);
+    }
+    if function_error {
+        h.insert("x-amz-function-error", HeaderValue::from_static("Unhandled"));
+    }
+    if tail {
+        let encoded = base64::engine::general_purpose::STANDARD.encode(log_tail(&result.log));
+        if let Ok(v) = HeaderValue::from_str(&encoded) {
+            h.insert("x-amz-log-result", v);
+        }
+    }
+    Ok(response)
+}

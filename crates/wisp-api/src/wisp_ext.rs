@@ -1,0 +1,59 @@
+//! wisp's own API, for what Lambda has no API for: health, runtimes, invocation records
+//! and code downloads.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use wisp_core::Error;
+use wisp_engine::Engine;
+
+use crate::error::ApiResult;
+
+pub fn routes() -> Router<Arc<Engine>> {
+    Router::new()
+        .route("/wisp/v1/health", get(health))
+        .route("/wisp/v1/runtimes", get(runtimes))
+        .route("/wisp/v1/functions/{name}/records", get(records))
+        .route("/wisp/v1/code/{sha}", get(code))
+}
+
+async fn health() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+async fn runtimes(State(engine): State<Arc<Engine>>) -> Json<Value> {
+    Json(json!({ "Runtimes": engine.runtimes() }))
+}
+
+async fn records(
+    State(engine): State<Arc<Engine>>,
+    Path(name): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Value>> {
+    let number = |key: &str, default: i64| -> ApiResult<i64> {
+        match params.get(key) {
+            Some(v) => v
+                .parse()
+                .map_err(|_| Error::invalid(format!("{key} must be a number.")).into()),
+            None => Ok(default),
+        }
+    };
+    let after = number("after", 0)?;
+    let limit = number("limit", 100)?.clamp(1, 1000) as usize;
+    engine.resolve(&name, None)?;
+    let records = match params.get("tail") {
+        Some(_) => engine.recent_records(&name, number("tail", 20)?.clamp(1, 1000) as usize)?,
+        None => engine.records(&name, after, limit)?,
+    };
+    Ok(Json(json!({ "Records": records })))
+}
+
+async fn code(State(engine): State<Arc<Engine>>, Path(sha): Path<String>) -> ApiResult<impl IntoResponse> {
+    let zip = engine.read_package(&sha)?;
+    Ok(([("content-type", "application/zip")], zip))
+}

@@ -1,0 +1,105 @@
+//! The Invoke entry point: payload checks, then the durable queue (Event) or the
+//! dispatcher (RequestResponse).
+
+use bytes::Bytes;
+use wisp_core::error::Result;
+use wisp_core::limits::{ASYNC_PAYLOAD_MAX_BYTES, SYNC_PAYLOAD_MAX_BYTES};
+use wisp_core::{Error, ErrorKind, InvocationType};
+use wisp_store::AsyncEvent;
+
+use crate::control::store_err;
+use crate::{DispatchResult, Engine, InvokeRequest};
+
+/// How the caller asked to invoke.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InvokeMode {
+    RequestResponse,
+    Event,
+    DryRun,
+}
+
+/// What Invoke returns.
+#[derive(Debug)]
+pub enum Invoked {
+    Done(DispatchResult),
+    Queued { request_id: String },
+    DryRun,
+}
+
+fn check_payload(payload: &Bytes, limit: usize, operation: &str) -> Result<Bytes> {
+    if payload.len() > limit {
+        return Err(Error::too_large(limit, operation));
+    }
+    if payload.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Bytes::from_static(b"{}"));
+    }
+    if serde_json::from_slice::<serde::de::IgnoredAny>(payload).is_err() {
+        return Err(Error::new(
+            ErrorKind::InvalidRequestContent,
+            "Could not parse request body into json: the payload must be a JSON document.",
+        ));
+    }
+    Ok(payload.clone())
+}
+
+impl Engine {
+    pub async fn invoke(
+        self: &std::sync::Arc<Self>,
+        function: &str,
+        qualifier: Option<&str>,
+        mode: InvokeMode,
+        payload: Bytes,
+        client_context: Option<String>,
+    ) -> Result<Invoked> {
+        let limit = if mode == InvokeMode::Event { ASYNC_PAYLOAD_MAX_BYTES } else { SYNC_PAYLOAD_MAX_BYTES };
+        let payload = check_payload(&payload, limit, "Invoke")?;
+        let target = self.resolve(function, qualifier)?;
+        let request_id = uuid::Uuid::new_v4().to_string();
+        let fref = wisp_core::parse_function_ref(function)?;
+        let shown_qualifier = fref.qualifier.map(|q| q.to_string()).or(qualifier.map(str::to_string));
+        match mode {
+            InvokeMode::DryRun => Ok(Invoked::DryRun),
+            InvokeMode::Event => {
+                let now = wisp_core::time::now_ms();
+                let event = AsyncEvent {
+                    id: 0,
+                    request_id: request_id.clone(),
+                    function: target.spec.name.clone(),
+                    qualifier: shown_qualifier,
+                    payload: payload.to_vec(),
+                    attempts: 0,
+                    due_ms: now,
+                    enqueued_ms: now,
+                };
+                let store = self.store.clone();
+                tokio::task::spawn_blocking(move || store.enqueue_event(&event))
+                    .await
+                    .map_err(|e| Error::service(e.to_string()))?
+                    .map_err(store_err)?;
+                self.queue.notify();
+                Ok(Invoked::Queued { request_id })
+            }
+            InvokeMode::RequestResponse => {
+                let invoked_arn = wisp_core::name::function_arn(
+                    &self.cfg.region,
+                    &target.spec.name,
+                    shown_qualifier.as_deref(),
+                );
+                let req = InvokeRequest {
+                    target,
+                    request_id,
+                    payload,
+                    invocation_type: InvocationType::RequestResponse,
+                    client_context,
+                    invoked_arn,
+                };
+                // Run to completion even if the caller disconnects, as Lambda does: the
+                // invocation is recorded and its instance returned to the pool.
+                let dispatcher = self.dispatcher.clone();
+                let handle = tokio::spawn(async move { dispatcher.invoke(req).await });
+                let result = handle.await.map_err(|e| Error::service(e.to_string()))??;
+                Ok(Invoked::Done(result))
+            }
+        }
+    }
+}

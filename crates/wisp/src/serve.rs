@@ -1,0 +1,144 @@
+//! `wisp serve`: assembles the store, the runtime, the engine and the API, and runs them
+//! until SIGTERM or SIGINT.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use wisp_engine::{Engine, EngineConfig};
+use wisp_runtime::cgroup::Cgroups;
+use wisp_runtime::{Interpreters, ProcessExecutor, ProcessExecutorConfig};
+use wisp_store::{FsBlobStore, SqliteStore, UnpackLimits};
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on. Loopback by default: exposing the API is a deliberate choice.
+    #[arg(long, default_value = "127.0.0.1:8790", env = "WISP_LISTEN")]
+    listen: SocketAddr,
+    /// Where functions, packages, the queue and records are kept.
+    #[arg(long, default_value = ".wisp", env = "WISP_DATA_DIR")]
+    data_dir: PathBuf,
+    /// Region reported in ARNs and to functions.
+    #[arg(long, default_value = "us-east-1")]
+    region: String,
+    /// Invocations running at once on this node.
+    #[arg(long, default_value_t = 64)]
+    max_concurrency: u32,
+    /// Instances alive at once on this node (busy or idle); at least --max-concurrency.
+    #[arg(long, default_value_t = 128)]
+    max_instances: u32,
+    /// How long an invocation waits for a free slot before it gets 429.
+    #[arg(long, default_value_t = 1000)]
+    queue_wait_ms: u64,
+    /// How long an idle instance is kept warm before it is stopped.
+    #[arg(long, default_value_t = 300)]
+    keep_alive_secs: u64,
+    /// First retry delay of a failed async invocation; the second waits twice as long.
+    #[arg(long, default_value_t = 1000)]
+    async_retry_base_ms: u64,
+    /// Async invocations running at once.
+    #[arg(long, default_value_t = 16)]
+    async_concurrency: usize,
+    /// Invocation records kept (oldest dropped first).
+    #[arg(long, default_value_t = 10_000)]
+    records_retain: u64,
+    /// How long running invocations may take to finish at shutdown.
+    #[arg(long, default_value_t = 10)]
+    shutdown_grace_secs: u64,
+    /// Run instances without cgroup limits even where cgroups are available.
+    #[arg(long)]
+    no_cgroups: bool,
+}
+
+pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("WISP_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("could not start the async runtime")?;
+    runtime.block_on(serve(args))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("could not create the data dir {}", args.data_dir.display()))?;
+    let data_dir = std::fs::canonicalize(&args.data_dir)?;
+    let store = Arc::new(SqliteStore::open(&data_dir.join("wisp.db")).context("could not open the database")?);
+    let blobs = Arc::new(FsBlobStore::open(&data_dir.join("artifacts"), UnpackLimits::default())?);
+    let interpreters = Interpreters::discover().await;
+    let cgroups = if args.no_cgroups { Cgroups::disabled() } else { Cgroups::detect() };
+    tracing::info!(runtimes = ?interpreters.available(), limits = cgroups.describe(), "runtimes found");
+    let executor = Arc::new(
+        ProcessExecutor::new(ProcessExecutorConfig {
+            data_dir: data_dir.clone(),
+            region: args.region.clone(),
+            interpreters: interpreters.clone(),
+            cgroups,
+            log_limit_bytes: wisp_core::limits::LOG_MAX_BYTES_PER_INVOCATION,
+        })
+        .context("could not prepare the process runtime")?,
+    );
+    let cfg = EngineConfig {
+        data_dir: data_dir.clone(),
+        region: args.region,
+        max_concurrency: args.max_concurrency.max(1),
+        max_instances: args.max_instances,
+        queue_wait: Duration::from_millis(args.queue_wait_ms),
+        keep_alive: Duration::from_secs(args.keep_alive_secs),
+        async_retry_base: Duration::from_millis(args.async_retry_base_ms),
+        async_concurrency: args.async_concurrency.max(1),
+        records_retain: args.records_retain,
+    };
+    let engine = Engine::start(cfg, store, blobs, executor, interpreters);
+    let app = wisp_api::router(engine.clone());
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("could not listen on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, data_dir = %data_dir.display(), "wisp is serving");
+    println!("wisp: listening on http://{addr}");
+
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = stop_rx.await;
+            })
+            .await
+    });
+    wait_for_signal().await;
+    tracing::info!("stopping: no new requests; waiting for running invocations");
+    let grace = Duration::from_secs(args.shutdown_grace_secs);
+    // Stop accepting first; in-flight requests keep their connections until they finish.
+    let _ = stop_tx.send(());
+    engine.shutdown(grace).await;
+    match tokio::time::timeout(grace, server).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "server error at shutdown"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "server task failed"),
+        Err(_) => tracing::warn!("connections still open after the grace period"),
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
