@@ -53,11 +53,11 @@ impl Interpreters {
         let mut found = Interpreters::default();
         let mut names: Vec<String> = (6..=20).map(|m| format!("python3.{m}")).collect();
         names.push("python3".into());
-        let probe = "import sys; print(sys.version_info[1]); print(sys.executable)";
+        const PROBE_ARGS: &[&str] = &["-S", "-c", "import sys; print(sys.version_info[1]); print(sys.executable)"];
         // Probed concurrently: each launcher shim can cost ~100 ms.
         let pythons = candidates(&names);
         let outputs = futures_util::future::join_all(
-            pythons.iter().map(|c| output_of(c, &["-S", "-c", probe])),
+            pythons.iter().map(|c| output_of(c, PROBE_ARGS)),
         )
         .await;
         for out in outputs {
