@@ -2,6 +2,7 @@
 //! extensions under `/wisp/v1`. Handlers translate between HTTP and [`wisp_engine::Engine`]
 //! calls and hold no platform logic; errors leave in AWS's shape.
 
+pub mod auth;
 pub mod error;
 pub mod lambda;
 pub mod shapes;
@@ -14,11 +15,15 @@ use wisp_engine::Engine;
 
 pub use error::ApiError;
 
-/// The whole management and invoke API on one router.
-pub fn router(engine: Arc<Engine>) -> Router {
-    Router::new()
+/// The whole management and invoke API on one router, behind authentication.
+pub fn router(engine: Arc<Engine>, auth: auth::Auth) -> Router {
+    let platform = Router::new()
         .merge(lambda::routes())
         .merge(wisp_ext::routes())
         .fallback(error::unknown_operation)
-        .with_state(engine)
+        .with_state(engine);
+    Router::new()
+        .merge(auth::routes().with_state(auth.clone()))
+        .merge(platform)
+        .layer(axum::middleware::from_fn_with_state(auth, auth::layer))
 }

@@ -16,6 +16,12 @@ pub enum ErrorKind {
     UnsupportedMediaType,
     CodeStorageExceeded,
     Service,
+    // Authentication: all 403.
+    MissingAuthenticationToken,
+    IncompleteSignature,
+    UnrecognizedClient,
+    InvalidSignature,
+    AccessDenied,
 }
 
 impl ErrorKind {
@@ -31,6 +37,11 @@ impl ErrorKind {
             ErrorKind::UnsupportedMediaType => "UnsupportedMediaTypeException",
             ErrorKind::CodeStorageExceeded => "CodeStorageExceededException",
             ErrorKind::Service => "ServiceException",
+            ErrorKind::MissingAuthenticationToken => "MissingAuthenticationTokenException",
+            ErrorKind::IncompleteSignature => "IncompleteSignatureException",
+            ErrorKind::UnrecognizedClient => "UnrecognizedClientException",
+            ErrorKind::InvalidSignature => "InvalidSignatureException",
+            ErrorKind::AccessDenied => "AccessDeniedException",
         }
     }
 
@@ -47,6 +58,11 @@ impl ErrorKind {
             ErrorKind::PreconditionFailed => 412,
             ErrorKind::UnsupportedMediaType => 415,
             ErrorKind::Service => 500,
+            ErrorKind::MissingAuthenticationToken
+            | ErrorKind::IncompleteSignature
+            | ErrorKind::UnrecognizedClient
+            | ErrorKind::InvalidSignature
+            | ErrorKind::AccessDenied => 403,
         }
     }
 

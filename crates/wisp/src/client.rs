@@ -12,6 +12,37 @@ pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:8790";
 pub struct Client {
     agent: ureq::Agent,
     endpoint: String,
+    credentials: Option<(String, String)>,
+}
+
+/// Finds the key to sign with: `WISP_ACCESS_KEY_ID`/`WISP_SECRET_ACCESS_KEY`, then the
+/// root key variables the server also reads, then `credentials.json` in `$WISP_DATA_DIR`
+/// or in the nearest `.wisp` folder from here upwards (where `wisp serve` keeps it by
+/// default).
+fn find_credentials() -> Option<(String, String)> {
+    for (id, secret) in [
+        ("WISP_ACCESS_KEY_ID", "WISP_SECRET_ACCESS_KEY"),
+        ("WISP_ROOT_ACCESS_KEY_ID", "WISP_ROOT_SECRET_ACCESS_KEY"),
+    ] {
+        if let (Ok(id), Ok(secret)) = (std::env::var(id), std::env::var(secret)) {
+            return Some((id, secret));
+        }
+    }
+    let mut files = Vec::new();
+    if let Some(dir) = std::env::var_os("WISP_DATA_DIR") {
+        files.push(std::path::PathBuf::from(dir).join("credentials.json"));
+    }
+    if let Ok(cwd) = std::env::current_dir() {
+        files.extend(cwd.ancestors().map(|d| d.join(".wisp").join("credentials.json")));
+    }
+    files.into_iter().find_map(|f| {
+        let doc: Value = serde_json::from_slice(&std::fs::read(f).ok()?).ok()?;
+        let admin = doc["Keys"].as_array()?.iter().find(|k| k["Admin"] == true)?;
+        Some((
+            admin["AccessKeyId"].as_str()?.to_string(),
+            admin["SecretAccessKey"].as_str()?.to_string(),
+        ))
+    })
 }
 
 pub struct Reply {
@@ -44,7 +75,12 @@ impl Reply {
                     .map(str::to_string)
             })
             .unwrap_or_else(|| String::from_utf8_lossy(&self.body).into_owned());
-        anyhow!("{kind} (HTTP {}): {message}", self.status)
+        let hint = if kind == "MissingAuthenticationTokenException" {
+            "\n  hint: no credentials found; set WISP_ACCESS_KEY_ID and WISP_SECRET_ACCESS_KEY, or WISP_DATA_DIR to the server's data dir"
+        } else {
+            ""
+        };
+        anyhow!("{kind} (HTTP {}): {message}{hint}", self.status)
     }
 
     pub fn json(&self) -> anyhow::Result<Value> {
@@ -82,6 +118,7 @@ impl Client {
         Client {
             agent,
             endpoint: endpoint.trim_end_matches('/').to_string(),
+            credentials: find_credentials(),
         }
     }
 
@@ -97,6 +134,22 @@ impl Client {
         let mut builder = ureq::http::Request::builder().method(method).uri(&url);
         for (k, v) in headers {
             builder = builder.header(*k, *v);
+        }
+        if let Some((id, secret)) = &self.credentials {
+            let uri: ureq::http::Uri = url.parse().context("the endpoint is not a URL")?;
+            let host = uri.authority().map(|a| a.as_str().to_string()).unwrap_or_default();
+            let signed_headers = vec![("host".to_string(), host)];
+            let request = wisp_auth::SignedRequest {
+                method,
+                raw_path: uri.path(),
+                raw_query: uri.query().unwrap_or(""),
+                headers: &signed_headers,
+                body: body.unwrap_or(b""),
+            };
+            let now = time::OffsetDateTime::now_utc();
+            for (k, v) in wisp_auth::sign(&request, id, secret, "us-east-1", "lambda", now) {
+                builder = builder.header(k, v);
+            }
         }
         let result = match body {
             Some(bytes) => {

@@ -52,6 +52,31 @@ pub struct ServeArgs {
     /// Run instances without cgroup limits even where cgroups are available.
     #[arg(long)]
     no_cgroups: bool,
+    /// Accept unsigned requests from anyone who can reach the port. For throwaway local
+    /// use only.
+    #[arg(long)]
+    no_auth: bool,
+}
+
+/// Opens the key file, or says loudly that authentication is off.
+fn auth(args: &ServeArgs, data_dir: &std::path::Path) -> anyhow::Result<wisp_api::auth::Auth> {
+    if args.no_auth {
+        tracing::warn!("AUTHENTICATION IS OFF (--no-auth): anyone who can reach {} can deploy and run code", args.listen);
+        eprintln!("wisp: WARNING: authentication is off (--no-auth); do not expose this server");
+        return Ok(wisp_api::auth::Auth { keys: None });
+    }
+    let root = match (std::env::var("WISP_ROOT_ACCESS_KEY_ID"), std::env::var("WISP_ROOT_SECRET_ACCESS_KEY")) {
+        (Ok(id), Ok(secret)) if !id.is_empty() && !secret.is_empty() => Some((id, secret)),
+        _ => None,
+    };
+    let path = data_dir.join("credentials.json");
+    let keys = wisp_auth::KeyFile::open(&path, root).context("could not open the key file")?;
+    tracing::info!(
+        access_key_id = %keys.admin().access_key_id,
+        "API requests must be signed (AWS SigV4); the admin key's secret is in {} or WISP_ROOT_SECRET_ACCESS_KEY",
+        path.display()
+    );
+    Ok(wisp_api::auth::Auth { keys: Some(std::sync::Arc::new(std::sync::RwLock::new(keys))) })
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -74,6 +99,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("could not create the data dir {}", args.data_dir.display()))?;
     let data_dir = std::fs::canonicalize(&args.data_dir)?;
+    // The store holds functions' environment variables and the key file: owner only.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&data_dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("could not restrict {}", data_dir.display()))?;
+    }
     let store = Arc::new(SqliteStore::open(&data_dir.join("wisp.db")).context("could not open the database")?);
     let blobs = Arc::new(FsBlobStore::open(&data_dir.join("artifacts"), UnpackLimits::default())?);
     let interpreters = Interpreters::discover().await;
@@ -91,7 +122,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     );
     let cfg = EngineConfig {
         data_dir: data_dir.clone(),
-        region: args.region,
+        region: args.region.clone(),
         max_concurrency: args.max_concurrency.max(1),
         max_instances: args.max_instances,
         queue_wait: Duration::from_millis(args.queue_wait_ms),
@@ -101,7 +132,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         records_retain: args.records_retain,
     };
     let engine = Engine::start(cfg, store, blobs, executor, interpreters);
-    let app = wisp_api::router(engine.clone());
+    let app = wisp_api::router(engine.clone(), auth(&args, &data_dir)?);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("could not listen on {}", args.listen))?;

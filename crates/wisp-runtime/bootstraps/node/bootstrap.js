@@ -252,7 +252,7 @@ async function nextInvocation(handler) {
     } else {
       sent = post(`invocation/${id}/response`, body);
     }
-    sent.then(() => nextInvocation(handler), fatalRuntimeError);
+    sent.then(() => nextInvocation(handler)).catch(fatalRuntimeError);
   };
   onFatal = async (err) => {
     if (finished) return;
