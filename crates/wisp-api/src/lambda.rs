@@ -13,7 +13,7 @@ use base64::Engine as _;
 use serde_json::{json, Value};
 use wisp_core::limits::{CODE_REQUEST_MAX_BYTES, CONTROL_REQUEST_MAX_BYTES, LOG_TAIL_BYTES, SYNC_PAYLOAD_MAX_BYTES};
 use wisp_core::Error;
-use wisp_engine::{ConfigInput, CreateInput, Engine, InvokeMode, Invoked, Resolved};
+use wisp_engine::{AliasInput, ConfigInput, CreateInput, Engine, InvokeMode, Invoked, Resolved};
 use wisp_runtime::Outcome;
 
 use crate::error::{parse_json, read_body, ApiResult};
@@ -39,6 +39,12 @@ pub fn routes() -> Router<Arc<Engine>> {
             put(put_concurrency).delete(delete_concurrency),
         )
         .route("/2019-09-30/functions/{name}/concurrency", get(get_concurrency))
+        .route("/2015-03-31/functions/{name}/aliases", post(create_alias).get(list_aliases))
+        .route(
+            "/2015-03-31/functions/{name}/aliases/{alias}",
+            get(get_alias).put(update_alias).delete(delete_alias),
+        )
+        .route("/2017-03-31/tags/{arn}", post(tag_resource).get(list_tags).delete(untag_resource))
         .route("/2016-08-19/account-settings", get(account_settings))
         .route("/2016-08-19/account-settings/", get(account_settings))
 }
@@ -57,10 +63,7 @@ async fn create_function(State(engine): Eng, body: Body) -> ApiResult<Response> 
     if req.package_type.as_deref().is_some_and(|p| p != "Zip") {
         return Err(Error::invalid("PackageType Image is not supported by this server: use Zip.").into());
     }
-    let mut extra = req.opaque();
-    if let Some(tags) = req.tags.take() {
-        extra.insert("Tags".into(), json!(tags));
-    }
+    let extra = req.opaque();
     let input = CreateInput {
         name: req.function_name,
         runtime: req.runtime,
@@ -72,6 +75,7 @@ async fn create_function(State(engine): Eng, body: Body) -> ApiResult<Response> 
         description: req.description,
         code: req.code.map(|c| c.into_input()).unwrap_or_default(),
         publish: req.publish.unwrap_or(false),
+        tags: req.tags.take(),
         extra,
     };
     let resolved = engine.create_function(input).await?;
@@ -91,6 +95,7 @@ async fn list_functions(State(engine): Eng, Query(params): Params) -> ApiResult<
                 spec: Arc::new(spec),
                 version: "$LATEST".into(),
                 reserved_concurrency: None,
+                alias: None,
             };
             config_json(&engine, &r)
         })
@@ -120,8 +125,10 @@ async fn get_function(
             "Location": format!("http://{host}/wisp/v1/code/{}", r.spec.code_sha256),
         },
     });
-    if let Some(tags) = r.spec.extra.get("Tags") {
-        doc["Tags"] = tags.clone();
+    let arn = wisp_core::name::function_arn(&engine.config().region, &r.spec.name, None);
+    let tags = engine.list_tags(&arn)?;
+    if !tags.is_empty() {
+        doc["Tags"] = json!(tags);
     }
     if let Some(n) = r.reserved_concurrency {
         doc["Concurrency"] = json!({ "ReservedConcurrentExecutions": n });
@@ -209,6 +216,111 @@ async fn get_concurrency(State(engine): Eng, Path(name): Path<String>) -> ApiRes
 async fn delete_concurrency(State(engine): Eng, Path(name): Path<String>) -> ApiResult<StatusCode> {
     engine.delete_concurrency(&name)?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+fn alias_json(engine: &Engine, a: &wisp_store::Alias) -> Value {
+    shapes::alias(a, engine.alias_arn(a))
+}
+
+fn alias_input(
+    version: Option<String>,
+    description: Option<String>,
+    routing: Option<shapes::RoutingConfig>,
+    revision_id: Option<String>,
+) -> AliasInput {
+    AliasInput {
+        version,
+        description,
+        weights: routing.map(|r| r.additional_version_weights.unwrap_or_default()),
+        revision_id,
+    }
+}
+
+async fn create_alias(State(engine): Eng, Path(name): Path<String>, body: Body) -> ApiResult<Response> {
+    let bytes = read_body(body, CONTROL_REQUEST_MAX_BYTES, "CreateAlias").await?;
+    let req: shapes::CreateAlias = parse_json(&bytes)?;
+    let input = alias_input(Some(req.function_version), req.description, req.routing_config, None);
+    let alias = engine.create_alias(&name, &req.name, input)?;
+    Ok((StatusCode::CREATED, Json(alias_json(&engine, &alias))).into_response())
+}
+
+async fn list_aliases(State(engine): Eng, Path(name): Path<String>, Query(params): Params) -> ApiResult<Json<Value>> {
+    let aliases = engine.list_aliases(&name, params.get("FunctionVersion").map(String::as_str))?;
+    let max = params.get("MaxItems").and_then(|m| m.parse::<usize>().ok()).unwrap_or(50).clamp(1, 10_000);
+    let after = params.get("Marker");
+    let page: Vec<&wisp_store::Alias> = aliases
+        .iter()
+        .filter(|a| after.is_none_or(|m| a.name.as_str() > m.as_str()))
+        .take(max + 1)
+        .collect();
+    let mut doc = json!({ "Aliases": page.iter().take(max).map(|a| alias_json(&engine, a)).collect::<Vec<_>>() });
+    if page.len() > max {
+        doc["NextMarker"] = page[max - 1].name.clone().into();
+    }
+    Ok(Json(doc))
+}
+
+async fn get_alias(State(engine): Eng, Path((name, alias)): Path<(String, String)>) -> ApiResult<Json<Value>> {
+    Ok(Json(alias_json(&engine, &engine.get_alias(&name, &alias)?)))
+}
+
+async fn update_alias(State(engine): Eng, Path((name, alias)): Path<(String, String)>, body: Body) -> ApiResult<Json<Value>> {
+    let bytes = read_body(body, CONTROL_REQUEST_MAX_BYTES, "UpdateAlias").await?;
+    let req: shapes::UpdateAlias = parse_json(&bytes)?;
+    let input = alias_input(req.function_version, req.description, req.routing_config, req.revision_id);
+    Ok(Json(alias_json(&engine, &engine.update_alias(&name, &alias, input)?)))
+}
+
+async fn delete_alias(State(engine): Eng, Path((name, alias)): Path<(String, String)>) -> ApiResult<StatusCode> {
+    engine.delete_alias(&name, &alias)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn tag_resource(State(engine): Eng, Path(arn): Path<String>, body: Body) -> ApiResult<StatusCode> {
+    let bytes = read_body(body, CONTROL_REQUEST_MAX_BYTES, "TagResource").await?;
+    let req: shapes::TagResource = parse_json(&bytes)?;
+    engine.tag(&arn, req.tags)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn list_tags(State(engine): Eng, Path(arn): Path<String>) -> ApiResult<Json<Value>> {
+    Ok(Json(json!({ "Tags": engine.list_tags(&arn)? })))
+}
+
+async fn untag_resource(State(engine): Eng, Path(arn): Path<String>, uri: axum::http::Uri) -> ApiResult<StatusCode> {
+    // tagKeys repeats, so the query is read as pairs rather than as a map.
+    let keys: Vec<String> = uri
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .filter(|(k, _)| *k == "tagKeys")
+        .map(|(_, v)| percent_decode(v))
+        .collect();
+    engine.untag(&arn, &keys)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 3 <= bytes.len() => match s.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                Some(b) => {
+                    out.push(b);
+                    i += 3;
+                    continue;
+                }
+                None => out.push(b'%'),
+            },
+            b'+' => out.push(b' '),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 async fn account_settings(State(engine): Eng) -> Json<Value> {

@@ -148,6 +148,51 @@ pub struct PublishVersion {
     pub revision_id: Option<String>,
 }
 
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+pub struct RoutingConfig {
+    pub additional_version_weights: Option<BTreeMap<String, f64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+pub struct CreateAlias {
+    pub name: String,
+    pub function_version: String,
+    pub description: Option<String>,
+    pub routing_config: Option<RoutingConfig>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+pub struct UpdateAlias {
+    pub function_version: Option<String>,
+    pub description: Option<String>,
+    pub routing_config: Option<RoutingConfig>,
+    pub revision_id: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+pub struct TagResource {
+    pub tags: BTreeMap<String, String>,
+}
+
+/// The AliasConfiguration document.
+pub fn alias(a: &wisp_store::Alias, arn: String) -> Value {
+    let mut doc = json!({
+        "AliasArn": arn,
+        "Name": a.name,
+        "FunctionVersion": a.version,
+        "Description": a.description,
+        "RevisionId": a.revision_id,
+    });
+    if let Some((v, w)) = a.additional {
+        doc["RoutingConfig"] = json!({ "AdditionalVersionWeights": { v.to_string(): w } });
+    }
+    doc
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "PascalCase")]
 pub struct PutConcurrency {

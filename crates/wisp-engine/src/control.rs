@@ -28,6 +28,7 @@ pub struct CreateInput {
     pub description: Option<String>,
     pub code: CodeInput,
     pub publish: bool,
+    pub tags: Option<BTreeMap<String, String>>,
     pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
@@ -61,6 +62,8 @@ pub struct Resolved {
     /// `$LATEST` or the version number.
     pub version: String,
     pub reserved_concurrency: Option<u32>,
+    /// The alias the caller went through, if any.
+    pub alias: Option<String>,
 }
 
 /// Recently resolved `$LATEST` rows, so the invoke path does not read the store. Every
@@ -171,6 +174,9 @@ impl Engine {
         validate_env(&env)?;
         let description = input.description.unwrap_or_default();
         validate_description(&description)?;
+        for (k, v) in input.tags.iter().flatten() {
+            crate::aliases::validate_tag(k, v)?;
+        }
         if self.store.get_function(&input.name).map_err(store_err)?.is_some() {
             return Err(Error::conflict(format!("Function already exist: {}", input.name)));
         }
@@ -194,14 +200,18 @@ impl Engine {
             return Err(Error::conflict(format!("Function already exist: {}", input.name)));
         }
         self.cache.invalidate(&spec.name);
+        if let Some(tags) = &input.tags {
+            self.set_initial_tags(&spec.name, tags)?;
+        }
         Ok(Resolved {
             spec: Arc::new(spec),
             version: if input.publish { "1".into() } else { "$LATEST".into() },
             reserved_concurrency: None,
+            alias: None,
         })
     }
 
-    fn latest_row(&self, name: &str) -> Result<Arc<FunctionRow>> {
+    pub(crate) fn latest_row(&self, name: &str) -> Result<Arc<FunctionRow>> {
         if let Some(row) = self.cache.get(name) {
             return Ok(row);
         }
@@ -234,6 +244,7 @@ impl Engine {
                 spec: Arc::new(row.latest.clone()),
                 version: "$LATEST".into(),
                 reserved_concurrency: row.reserved_concurrency,
+                alias: None,
             }),
             Some(Qualifier::Version(v)) => {
                 let spec = self
@@ -250,12 +261,10 @@ impl Engine {
                     spec: Arc::new(spec),
                     version: v.to_string(),
                     reserved_concurrency: row.reserved_concurrency,
+                    alias: None,
                 })
             }
-            Some(Qualifier::Alias(a)) => Err(Error::not_found(format!(
-                "Function not found: {} (aliases are not supported yet)",
-                wisp_core::name::function_arn(&self.cfg.region, &fref.name, Some(&a))
-            ))),
+            Some(Qualifier::Alias(a)) => self.resolve_alias(&fref.name, &a),
         }
     }
 
@@ -375,6 +384,7 @@ impl Engine {
             spec: Arc::new(spec),
             version: version.to_string(),
             reserved_concurrency: row.reserved_concurrency,
+            alias: None,
         })
     }
 
@@ -385,12 +395,14 @@ impl Engine {
             spec: Arc::new(row.latest.clone()),
             version: "$LATEST".into(),
             reserved_concurrency: row.reserved_concurrency,
+            alias: None,
         }];
         for (v, spec) in self.store.list_versions(&name).map_err(store_err)? {
             out.push(Resolved {
                 spec: Arc::new(spec),
                 version: v.to_string(),
                 reserved_concurrency: row.reserved_concurrency,
+                alias: None,
             });
         }
         Ok(out)
@@ -413,6 +425,7 @@ impl Engine {
                 ))
             }
             Some(Qualifier::Version(v)) => {
+                self.check_version_unreferenced(&fref.name, v)?;
                 if !self.store.delete_version(&fref.name, v).map_err(store_err)? {
                     return Err(not_found(&fref.name, &self.cfg.region));
                 }

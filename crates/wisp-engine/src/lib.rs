@@ -2,6 +2,7 @@
 //! (dispatch to instances, the durable async queue, invocation records) behind one handle.
 //! It holds the platform's logic; `wisp-api` only translates HTTP to calls on [`Engine`].
 
+pub mod aliases;
 pub mod async_queue;
 pub mod control;
 pub mod dispatch;
@@ -15,6 +16,7 @@ use std::time::Duration;
 use wisp_runtime::{Executor, Interpreters};
 use wisp_store::{BlobStore, Store};
 
+pub use aliases::AliasInput;
 pub use control::{CodeInput, ConfigInput, CreateInput, Resolved};
 pub use dispatch::{DispatchResult, InvokeRequest};
 pub use invoke::{InvokeMode, Invoked};

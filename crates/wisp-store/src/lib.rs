@@ -42,6 +42,19 @@ pub struct FunctionRow {
     pub reserved_concurrency: Option<u32>,
 }
 
+/// A named pointer to a version, optionally splitting traffic with a second version.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Alias {
+    pub function: String,
+    pub name: String,
+    /// `$LATEST` or a version number.
+    pub version: String,
+    pub description: String,
+    /// (version, weight in 0..=1) taking that share of the alias's traffic.
+    pub additional: Option<(u64, f64)>,
+    pub revision_id: String,
+}
+
 /// An accepted asynchronous invocation, waiting in the durable queue.
 #[derive(Debug, Clone)]
 pub struct AsyncEvent {
@@ -78,6 +91,19 @@ pub trait Store: Send + Sync + 'static {
     fn set_reserved_concurrency(&self, name: &str, value: Option<u32>) -> Result<bool>;
     /// Every code package still referenced by some function or version.
     fn referenced_code(&self) -> Result<Vec<String>>;
+
+    /// Inserts an alias; `Ok(false)` if the name is taken or the function is gone.
+    fn create_alias(&self, alias: &Alias) -> Result<bool>;
+    fn get_alias(&self, function: &str, name: &str) -> Result<Option<Alias>>;
+    fn list_aliases(&self, function: &str) -> Result<Vec<Alias>>;
+    /// Replaces an alias if its revision is still `expected_revision`.
+    fn update_alias(&self, alias: &Alias, expected_revision: &str) -> Result<bool>;
+    fn delete_alias(&self, function: &str, name: &str) -> Result<bool>;
+
+    /// A function's tags; `None` if the function does not exist.
+    fn tags(&self, function: &str) -> Result<Option<std::collections::BTreeMap<String, String>>>;
+    /// Replaces a function's tags; `Ok(false)` if the function does not exist.
+    fn set_tags(&self, function: &str, tags: &std::collections::BTreeMap<String, String>) -> Result<bool>;
 
     /// Durably queues an event; returns once it is committed.
     fn enqueue_event(&self, event: &AsyncEvent) -> Result<i64>;

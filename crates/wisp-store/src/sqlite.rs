@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use rusqlite::{params, Connection, OptionalExtension};
 use wisp_core::{FunctionSpec, InvocationRecord, InvocationStatus, InvocationType};
 
-use crate::{AsyncEvent, FunctionRow, Result, Store, StoreError};
+use crate::{Alias, AsyncEvent, FunctionRow, Result, Store, StoreError};
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS functions (
@@ -25,6 +25,16 @@ CREATE TABLE IF NOT EXISTS versions (
     version INTEGER NOT NULL,
     spec TEXT NOT NULL,
     PRIMARY KEY (name, version)
+);
+CREATE TABLE IF NOT EXISTS aliases (
+    function TEXT NOT NULL,
+    name TEXT NOT NULL,
+    doc TEXT NOT NULL,
+    PRIMARY KEY (function, name)
+);
+CREATE TABLE IF NOT EXISTS tags (
+    function TEXT PRIMARY KEY,
+    doc TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS async_events (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -88,6 +98,14 @@ impl SqliteStore {
         // rolls back), so the poisoned guard is safe to use.
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+fn json_of(alias: &Alias) -> Result<String> {
+    serde_json::to_string(alias).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn alias_of(doc: &str) -> Result<Alias> {
+    serde_json::from_str(doc).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
 fn row_to_function(name_spec: String, next_version: i64, reserved: Option<i64>) -> Result<FunctionRow> {
@@ -199,6 +217,8 @@ impl Store for SqliteStore {
         let tx = conn.transaction()?;
         let n = tx.execute("DELETE FROM functions WHERE name = ?1", params![name])?;
         tx.execute("DELETE FROM versions WHERE name = ?1", params![name])?;
+        tx.execute("DELETE FROM aliases WHERE function = ?1", params![name])?;
+        tx.execute("DELETE FROM tags WHERE function = ?1", params![name])?;
         tx.execute(
             "DELETE FROM async_events WHERE function = ?1 AND state = 'pending'",
             params![name],
@@ -300,6 +320,111 @@ impl Store for SqliteStore {
         out.sort();
         out.dedup();
         Ok(out)
+    }
+
+    fn create_alias(&self, alias: &Alias) -> Result<bool> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let exists: Option<i64> = tx
+            .query_row("SELECT 1 FROM functions WHERE name = ?1", params![alias.function], |r| r.get(0))
+            .optional()?;
+        if exists.is_none() {
+            return Ok(false);
+        }
+        let n = tx.execute(
+            "INSERT OR IGNORE INTO aliases (function, name, doc) VALUES (?1, ?2, ?3)",
+            params![alias.function, alias.name, json_of(alias)?],
+        )?;
+        tx.commit()?;
+        Ok(n > 0)
+    }
+
+    fn get_alias(&self, function: &str, name: &str) -> Result<Option<Alias>> {
+        let conn = self.conn();
+        let doc: Option<String> = conn
+            .query_row(
+                "SELECT doc FROM aliases WHERE function = ?1 AND name = ?2",
+                params![function, name],
+                |r| r.get(0),
+            )
+            .optional()?;
+        doc.map(|d| alias_of(&d)).transpose()
+    }
+
+    fn list_aliases(&self, function: &str) -> Result<Vec<Alias>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT doc FROM aliases WHERE function = ?1 ORDER BY name")?;
+        let rows = stmt.query_map(params![function], |r| r.get::<_, String>(0))?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(alias_of(&row?)?);
+        }
+        Ok(out)
+    }
+
+    fn update_alias(&self, alias: &Alias, expected_revision: &str) -> Result<bool> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let doc: Option<String> = tx
+            .query_row(
+                "SELECT doc FROM aliases WHERE function = ?1 AND name = ?2",
+                params![alias.function, alias.name],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let Some(doc) = doc else { return Ok(false) };
+        if alias_of(&doc)?.revision_id != expected_revision {
+            return Ok(false);
+        }
+        tx.execute(
+            "UPDATE aliases SET doc = ?3 WHERE function = ?1 AND name = ?2",
+            params![alias.function, alias.name, json_of(alias)?],
+        )?;
+        tx.commit()?;
+        Ok(true)
+    }
+
+    fn delete_alias(&self, function: &str, name: &str) -> Result<bool> {
+        let n = self.conn().execute(
+            "DELETE FROM aliases WHERE function = ?1 AND name = ?2",
+            params![function, name],
+        )?;
+        Ok(n > 0)
+    }
+
+    fn tags(&self, function: &str) -> Result<Option<std::collections::BTreeMap<String, String>>> {
+        let conn = self.conn();
+        let exists: Option<i64> = conn
+            .query_row("SELECT 1 FROM functions WHERE name = ?1", params![function], |r| r.get(0))
+            .optional()?;
+        if exists.is_none() {
+            return Ok(None);
+        }
+        let doc: Option<String> = conn
+            .query_row("SELECT doc FROM tags WHERE function = ?1", params![function], |r| r.get(0))
+            .optional()?;
+        match doc {
+            Some(d) => serde_json::from_str(&d).map(Some).map_err(|e| StoreError::Corrupt(e.to_string())),
+            None => Ok(Some(Default::default())),
+        }
+    }
+
+    fn set_tags(&self, function: &str, tags: &std::collections::BTreeMap<String, String>) -> Result<bool> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let exists: Option<i64> = tx
+            .query_row("SELECT 1 FROM functions WHERE name = ?1", params![function], |r| r.get(0))
+            .optional()?;
+        if exists.is_none() {
+            return Ok(false);
+        }
+        let doc = serde_json::to_string(tags).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        tx.execute(
+            "INSERT INTO tags (function, doc) VALUES (?1, ?2) ON CONFLICT (function) DO UPDATE SET doc = ?2",
+            params![function, doc],
+        )?;
+        tx.commit()?;
+        Ok(true)
     }
 
     fn enqueue_event(&self, e: &AsyncEvent) -> Result<i64> {
