@@ -67,6 +67,9 @@ impl ProcessExecutor {
             std::fs::create_dir_all(&dir)?;
             std::fs::write(dir.join(file), text)?;
         }
+        // A package.json with "type": "module" in some folder above the data dir would
+        // otherwise make Node load the bootstrap as an ES module.
+        std::fs::write(runtime_dir.join("node").join("package.json"), "{\"type\":\"commonjs\"}\n")?;
         Ok(ProcessExecutor {
             cfg: Arc::new(cfg),
             instances_dir,
