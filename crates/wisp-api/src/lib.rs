@@ -6,6 +6,7 @@ pub mod auth;
 pub mod error;
 pub mod lambda;
 pub mod shapes;
+pub mod urls;
 pub mod wisp_ext;
 
 use std::sync::Arc;
@@ -20,6 +21,7 @@ pub fn router(engine: Arc<Engine>, auth: auth::Auth) -> Router {
     let platform = Router::new()
         .merge(lambda::routes())
         .merge(wisp_ext::routes())
+        .merge(urls::routes())
         .fallback(error::unknown_operation)
         .with_state(engine);
     Router::new()

@@ -8,6 +8,7 @@ pub mod control;
 pub mod dispatch;
 pub mod invoke;
 pub mod records;
+pub mod urls;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -20,6 +21,7 @@ pub use aliases::AliasInput;
 pub use control::{CodeInput, ConfigInput, CreateInput, Resolved};
 pub use dispatch::{DispatchResult, InvokeRequest};
 pub use invoke::{InvokeMode, Invoked};
+pub use urls::UrlInput;
 
 /// Everything the engine is configured with.
 #[derive(Debug, Clone)]
@@ -40,6 +42,8 @@ pub struct EngineConfig {
     pub async_concurrency: usize,
     /// Invocation records kept.
     pub records_retain: u64,
+    /// Where function URLs are served, e.g. `http://127.0.0.1:8791`.
+    pub url_base: String,
 }
 
 /// The running platform.

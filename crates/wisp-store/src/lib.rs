@@ -55,6 +55,23 @@ pub struct Alias {
     pub revision_id: String,
 }
 
+/// A function URL: an HTTP endpoint of its own that invokes one function (or alias).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct FunctionUrl {
+    pub function: String,
+    /// `$LATEST` or an alias name.
+    pub qualifier: String,
+    /// The URL's id: its path prefix on the URL listener.
+    pub url_id: String,
+    /// `NONE` or `AWS_IAM`.
+    pub auth_type: String,
+    /// The `Cors` document as given, if any.
+    pub cors: Option<serde_json::Value>,
+    pub invoke_mode: String,
+    pub created: String,
+    pub modified: String,
+}
+
 /// An accepted asynchronous invocation, waiting in the durable queue.
 #[derive(Debug, Clone)]
 pub struct AsyncEvent {
@@ -104,6 +121,14 @@ pub trait Store: Send + Sync + 'static {
     fn tags(&self, function: &str) -> Result<Option<std::collections::BTreeMap<String, String>>>;
     /// Replaces a function's tags; `Ok(false)` if the function does not exist.
     fn set_tags(&self, function: &str, tags: &std::collections::BTreeMap<String, String>) -> Result<bool>;
+
+    /// Inserts a URL config; `Ok(false)` if the function already has one for the qualifier.
+    fn create_url(&self, url: &FunctionUrl) -> Result<bool>;
+    fn get_url(&self, function: &str, qualifier: &str) -> Result<Option<FunctionUrl>>;
+    fn url_by_id(&self, url_id: &str) -> Result<Option<FunctionUrl>>;
+    fn list_urls(&self, function: &str) -> Result<Vec<FunctionUrl>>;
+    fn update_url(&self, url: &FunctionUrl) -> Result<bool>;
+    fn delete_url(&self, function: &str, qualifier: &str) -> Result<bool>;
 
     /// Durably queues an event; returns once it is committed.
     fn enqueue_event(&self, event: &AsyncEvent) -> Result<i64>;

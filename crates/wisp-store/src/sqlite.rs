@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use rusqlite::{params, Connection, OptionalExtension};
 use wisp_core::{FunctionSpec, InvocationRecord, InvocationStatus, InvocationType};
 
-use crate::{Alias, AsyncEvent, FunctionRow, Result, Store, StoreError};
+use crate::{Alias, AsyncEvent, FunctionRow, FunctionUrl, Result, Store, StoreError};
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS functions (
@@ -31,6 +31,13 @@ CREATE TABLE IF NOT EXISTS aliases (
     name TEXT NOT NULL,
     doc TEXT NOT NULL,
     PRIMARY KEY (function, name)
+);
+CREATE TABLE IF NOT EXISTS function_urls (
+    function TEXT NOT NULL,
+    qualifier TEXT NOT NULL,
+    url_id TEXT NOT NULL UNIQUE,
+    doc TEXT NOT NULL,
+    PRIMARY KEY (function, qualifier)
 );
 CREATE TABLE IF NOT EXISTS tags (
     function TEXT PRIMARY KEY,
@@ -100,12 +107,20 @@ impl SqliteStore {
     }
 }
 
+fn doc_of<T: serde::Serialize>(value: &T) -> Result<String> {
+    serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn parse_doc<T: serde::de::DeserializeOwned>(doc: &str) -> Result<T> {
+    serde_json::from_str(doc).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
 fn json_of(alias: &Alias) -> Result<String> {
-    serde_json::to_string(alias).map_err(|e| StoreError::Corrupt(e.to_string()))
+    doc_of(alias)
 }
 
 fn alias_of(doc: &str) -> Result<Alias> {
-    serde_json::from_str(doc).map_err(|e| StoreError::Corrupt(e.to_string()))
+    parse_doc(doc)
 }
 
 fn row_to_function(name_spec: String, next_version: i64, reserved: Option<i64>) -> Result<FunctionRow> {
@@ -219,6 +234,7 @@ impl Store for SqliteStore {
         tx.execute("DELETE FROM versions WHERE name = ?1", params![name])?;
         tx.execute("DELETE FROM aliases WHERE function = ?1", params![name])?;
         tx.execute("DELETE FROM tags WHERE function = ?1", params![name])?;
+        tx.execute("DELETE FROM function_urls WHERE function = ?1", params![name])?;
         tx.execute(
             "DELETE FROM async_events WHERE function = ?1 AND state = 'pending'",
             params![name],
@@ -425,6 +441,70 @@ impl Store for SqliteStore {
         )?;
         tx.commit()?;
         Ok(true)
+    }
+
+    fn create_url(&self, url: &FunctionUrl) -> Result<bool> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let exists: Option<i64> = tx
+            .query_row("SELECT 1 FROM functions WHERE name = ?1", params![url.function], |r| r.get(0))
+            .optional()?;
+        if exists.is_none() {
+            return Ok(false);
+        }
+        let n = tx.execute(
+            "INSERT OR IGNORE INTO function_urls (function, qualifier, url_id, doc) VALUES (?1, ?2, ?3, ?4)",
+            params![url.function, url.qualifier, url.url_id, doc_of(url)?],
+        )?;
+        tx.commit()?;
+        Ok(n > 0)
+    }
+
+    fn get_url(&self, function: &str, qualifier: &str) -> Result<Option<FunctionUrl>> {
+        let conn = self.conn();
+        let doc: Option<String> = conn
+            .query_row(
+                "SELECT doc FROM function_urls WHERE function = ?1 AND qualifier = ?2",
+                params![function, qualifier],
+                |r| r.get(0),
+            )
+            .optional()?;
+        doc.map(|d| parse_doc(&d)).transpose()
+    }
+
+    fn url_by_id(&self, url_id: &str) -> Result<Option<FunctionUrl>> {
+        let conn = self.conn();
+        let doc: Option<String> = conn
+            .query_row("SELECT doc FROM function_urls WHERE url_id = ?1", params![url_id], |r| r.get(0))
+            .optional()?;
+        doc.map(|d| parse_doc(&d)).transpose()
+    }
+
+    fn list_urls(&self, function: &str) -> Result<Vec<FunctionUrl>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT doc FROM function_urls WHERE function = ?1 ORDER BY qualifier")?;
+        let rows = stmt.query_map(params![function], |r| r.get::<_, String>(0))?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(parse_doc(&row?)?);
+        }
+        Ok(out)
+    }
+
+    fn update_url(&self, url: &FunctionUrl) -> Result<bool> {
+        let n = self.conn().execute(
+            "UPDATE function_urls SET doc = ?3 WHERE function = ?1 AND qualifier = ?2",
+            params![url.function, url.qualifier, doc_of(url)?],
+        )?;
+        Ok(n > 0)
+    }
+
+    fn delete_url(&self, function: &str, qualifier: &str) -> Result<bool> {
+        let n = self.conn().execute(
+            "DELETE FROM function_urls WHERE function = ?1 AND qualifier = ?2",
+            params![function, qualifier],
+        )?;
+        Ok(n > 0)
     }
 
     fn enqueue_event(&self, e: &AsyncEvent) -> Result<i64> {

@@ -19,6 +19,11 @@ pub struct ServeArgs {
     /// Address to listen on. Loopback by default: exposing the API is a deliberate choice.
     #[arg(long, default_value = "127.0.0.1:8790", env = "WISP_LISTEN")]
     listen: SocketAddr,
+    /// Address function URLs are served on: a listener of their own, so a URL path can
+    /// never collide with the API's paths. Port 0 picks a free port. Default: 127.0.0.1:8791,
+    /// or a free port if that one is taken.
+    #[arg(long, env = "WISP_URL_LISTEN")]
+    url_listen: Option<SocketAddr>,
     /// Where functions, packages, the queue and records are kept.
     #[arg(long, default_value = ".wisp", env = "WISP_DATA_DIR")]
     data_dir: PathBuf,
@@ -120,6 +125,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         })
         .context("could not prepare the process runtime")?,
     );
+    let url_listener = match args.url_listen {
+        Some(addr) => tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("could not listen on {addr} for function URLs"))?,
+        None => match tokio::net::TcpListener::bind(("127.0.0.1", 8791)).await {
+            Ok(l) => l,
+            Err(_) => tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?,
+        },
+    };
+    let url_addr = url_listener.local_addr()?;
     let cfg = EngineConfig {
         data_dir: data_dir.clone(),
         region: args.region.clone(),
@@ -130,21 +145,33 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         async_retry_base: Duration::from_millis(args.async_retry_base_ms),
         async_concurrency: args.async_concurrency.max(1),
         records_retain: args.records_retain,
+        url_base: format!("http://{url_addr}"),
     };
     let engine = Engine::start(cfg, store, blobs, executor, interpreters);
-    let app = wisp_api::router(engine.clone(), auth(&args, &data_dir)?);
+    let auth = auth(&args, &data_dir)?;
+    let app = wisp_api::router(engine.clone(), auth.clone());
+    let url_app = wisp_api::urls::url_router(engine.clone(), auth);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("could not listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, data_dir = %data_dir.display(), "wisp is serving");
+    tracing::info!(%addr, urls = %url_addr, data_dir = %data_dir.display(), "wisp is serving");
     println!("wisp: listening on http://{addr}");
 
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut url_stop = stop_rx.clone();
+    let mut api_stop = stop_rx;
+    let url_server = tokio::spawn(async move {
+        axum::serve(url_listener, url_app.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(async move {
+                let _ = url_stop.wait_for(|stop| *stop).await;
+            })
+            .await
+    });
     let server = tokio::spawn(async move {
         axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = stop_rx.await;
+            .with_graceful_shutdown(async move {
+                let _ = api_stop.wait_for(|stop| *stop).await;
             })
             .await
     });
@@ -152,8 +179,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!("stopping: no new requests; waiting for running invocations");
     let grace = Duration::from_secs(args.shutdown_grace_secs);
     // Stop accepting first; in-flight requests keep their connections until they finish.
-    let _ = stop_tx.send(());
+    let _ = stop_tx.send(true);
     engine.shutdown(grace).await;
+    let _ = tokio::time::timeout(grace, url_server).await;
     match tokio::time::timeout(grace, server).await {
         Ok(Ok(Ok(()))) => {}
         Ok(Ok(Err(e))) => tracing::warn!(error = %e, "server error at shutdown"),
