@@ -45,7 +45,10 @@ fn auth_error(e: AuthError) -> ApiError {
 pub async fn layer(State(auth): State<Auth>, request: Request, next: Next) -> Response {
     let Some(keys) = auth.keys.clone() else {
         let mut request = request;
-        request.extensions_mut().insert(Caller { access_key: String::new(), admin: true });
+        request.extensions_mut().insert(Caller {
+            access_key: String::new(),
+            admin: true,
+        });
         return next.run(request).await;
     };
     if request.uri().path() == "/wisp/v1/health" {
@@ -59,7 +62,12 @@ pub async fn layer(State(auth): State<Auth>, request: Request, next: Next) -> Re
     let headers: Vec<(String, String)> = parts
         .headers
         .iter()
-        .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
         .collect();
     let signed = SignedRequest {
         method: parts.method.as_str(),
@@ -75,7 +83,10 @@ pub async fn layer(State(auth): State<Auth>, request: Request, next: Next) -> Re
         })
         .map(|v| {
             let admin = keys.find(&v.access_key).is_some_and(|k| k.admin);
-            Caller { access_key: v.access_key, admin }
+            Caller {
+                access_key: v.access_key,
+                admin,
+            }
         })
     };
     match verified {
@@ -94,22 +105,32 @@ fn require_admin(caller: &Caller) -> ApiResult<()> {
     if caller.admin {
         Ok(())
     } else {
-        Err(ApiError(Error::new(ErrorKind::AccessDenied, "Only the admin key may manage keys.")))
+        Err(ApiError(Error::new(
+            ErrorKind::AccessDenied,
+            "Only the admin key may manage keys.",
+        )))
     }
 }
 
 fn keys_of(auth: &Auth) -> ApiResult<&Arc<RwLock<KeyFile>>> {
     auth.keys.as_ref().ok_or_else(|| {
-        ApiError(Error::invalid("Authentication is off on this server (--no-auth): there are no keys to manage."))
+        ApiError(Error::invalid(
+            "Authentication is off on this server (--no-auth): there are no keys to manage.",
+        ))
     })
 }
 
 fn key_error(e: wisp_auth::keys::KeyError) -> ApiError {
     tracing::error!(error = %e, "key file failure");
-    ApiError(Error::service("Could not update the key file; see the server log."))
+    ApiError(Error::service(
+        "Could not update the key file; see the server log.",
+    ))
 }
 
-async fn list_keys(State(auth): State<Auth>, Extension(caller): Extension<Caller>) -> ApiResult<Json<Value>> {
+async fn list_keys(
+    State(auth): State<Auth>,
+    Extension(caller): Extension<Caller>,
+) -> ApiResult<Json<Value>> {
     require_admin(&caller)?;
     let keys = keys_of(&auth)?.read().unwrap_or_else(|p| p.into_inner());
     let listed: Vec<Value> = keys
@@ -120,7 +141,10 @@ async fn list_keys(State(auth): State<Auth>, Extension(caller): Extension<Caller
     Ok(Json(json!({ "Keys": listed })))
 }
 
-async fn create_key(State(auth): State<Auth>, Extension(caller): Extension<Caller>) -> ApiResult<Response> {
+async fn create_key(
+    State(auth): State<Auth>,
+    Extension(caller): Extension<Caller>,
+) -> ApiResult<Response> {
     require_admin(&caller)?;
     let key = keys_of(&auth)?
         .write()
@@ -143,7 +167,9 @@ async fn revoke_key(
         .revoke(&id)
         .map_err(key_error)?;
     if !revoked {
-        return Err(ApiError(Error::not_found(format!("No revocable key {id}."))));
+        return Err(ApiError(Error::not_found(format!(
+            "No revocable key {id}."
+        ))));
     }
     Ok(StatusCode::NO_CONTENT)
 }

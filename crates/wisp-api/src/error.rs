@@ -17,15 +17,17 @@ impl From<Error> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let e = self.0;
-        let status = StatusCode::from_u16(e.kind.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status =
+            StatusCode::from_u16(e.kind.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut body = serde_json::json!({ "Type": e.kind.fault(), "Message": e.message, "message": e.message });
         if let Some(reason) = e.reason {
             body["Reason"] = reason.into();
         }
         let mut response = (status, axum::Json(body)).into_response();
-        response
-            .headers_mut()
-            .insert("x-amzn-errortype", HeaderValue::from_static(e.kind.as_str()));
+        response.headers_mut().insert(
+            "x-amzn-errortype",
+            HeaderValue::from_static(e.kind.as_str()),
+        );
         response
     }
 }
@@ -36,12 +38,19 @@ pub type ApiResult<T> = Result<T, ApiError>;
 pub async fn unknown_operation(uri: Uri) -> ApiError {
     ApiError(Error::new(
         ErrorKind::ResourceNotFound,
-        format!("No operation is served at {}.", uri.path().chars().take(200).collect::<String>()),
+        format!(
+            "No operation is served at {}.",
+            uri.path().chars().take(200).collect::<String>()
+        ),
     ))
 }
 
 /// Reads a request body of at most `limit` bytes.
-pub async fn read_body(body: axum::body::Body, limit: usize, operation: &str) -> ApiResult<bytes::Bytes> {
+pub async fn read_body(
+    body: axum::body::Body,
+    limit: usize,
+    operation: &str,
+) -> ApiResult<bytes::Bytes> {
     axum::body::to_bytes(body, limit)
         .await
         .map_err(|_| ApiError(Error::too_large(limit, operation)))
@@ -49,13 +58,20 @@ pub async fn read_body(body: axum::body::Body, limit: usize, operation: &str) ->
 
 /// Parses a JSON request body strictly into `T`.
 pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
-    let text = if bytes.iter().all(u8::is_ascii_whitespace) { &b"{}"[..] } else { bytes };
+    let text = if bytes.iter().all(u8::is_ascii_whitespace) {
+        &b"{}"[..]
+    } else {
+        bytes
+    };
     serde_json::from_slice(text).map_err(|e| {
         let kind = if e.is_syntax() || e.is_eof() {
             ErrorKind::InvalidRequestContent
         } else {
             ErrorKind::InvalidParameterValue
         };
-        ApiError(Error::new(kind, format!("Could not parse the request body: {e}")))
+        ApiError(Error::new(
+            kind,
+            format!("Could not parse the request body: {e}"),
+        ))
     })
 }

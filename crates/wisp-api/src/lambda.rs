@@ -11,7 +11,9 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use base64::Engine as _;
 use serde_json::{json, Value};
-use wisp_core::limits::{CODE_REQUEST_MAX_BYTES, CONTROL_REQUEST_MAX_BYTES, LOG_TAIL_BYTES, SYNC_PAYLOAD_MAX_BYTES};
+use wisp_core::limits::{
+    CODE_REQUEST_MAX_BYTES, CONTROL_REQUEST_MAX_BYTES, LOG_TAIL_BYTES, SYNC_PAYLOAD_MAX_BYTES,
+};
 use wisp_core::Error;
 use wisp_engine::{AliasInput, ConfigInput, CreateInput, Engine, InvokeMode, Invoked, Resolved};
 use wisp_runtime::Outcome;
@@ -24,27 +26,48 @@ type Params = Query<HashMap<String, String>>;
 
 pub fn routes() -> Router<Arc<Engine>> {
     Router::new()
-        .route("/2015-03-31/functions", post(create_function).get(list_functions))
-        .route("/2015-03-31/functions/", post(create_function).get(list_functions))
-        .route("/2015-03-31/functions/{name}", get(get_function).delete(delete_function))
+        .route(
+            "/2015-03-31/functions",
+            post(create_function).get(list_functions),
+        )
+        .route(
+            "/2015-03-31/functions/",
+            post(create_function).get(list_functions),
+        )
+        .route(
+            "/2015-03-31/functions/{name}",
+            get(get_function).delete(delete_function),
+        )
         .route(
             "/2015-03-31/functions/{name}/configuration",
             get(get_configuration).put(update_configuration),
         )
         .route("/2015-03-31/functions/{name}/code", put(update_code))
         .route("/2015-03-31/functions/{name}/invocations", post(invoke))
-        .route("/2015-03-31/functions/{name}/versions", post(publish_version).get(list_versions))
+        .route(
+            "/2015-03-31/functions/{name}/versions",
+            post(publish_version).get(list_versions),
+        )
         .route(
             "/2017-10-31/functions/{name}/concurrency",
             put(put_concurrency).delete(delete_concurrency),
         )
-        .route("/2019-09-30/functions/{name}/concurrency", get(get_concurrency))
-        .route("/2015-03-31/functions/{name}/aliases", post(create_alias).get(list_aliases))
+        .route(
+            "/2019-09-30/functions/{name}/concurrency",
+            get(get_concurrency),
+        )
+        .route(
+            "/2015-03-31/functions/{name}/aliases",
+            post(create_alias).get(list_aliases),
+        )
         .route(
             "/2015-03-31/functions/{name}/aliases/{alias}",
             get(get_alias).put(update_alias).delete(delete_alias),
         )
-        .route("/2017-03-31/tags/{arn}", post(tag_resource).get(list_tags).delete(untag_resource))
+        .route(
+            "/2017-03-31/tags/{arn}",
+            post(tag_resource).get(list_tags).delete(untag_resource),
+        )
         .route("/2016-08-19/account-settings", get(account_settings))
         .route("/2016-08-19/account-settings/", get(account_settings))
 }
@@ -61,7 +84,9 @@ async fn create_function(State(engine): Eng, body: Body) -> ApiResult<Response> 
     let bytes = read_body(body, CODE_REQUEST_MAX_BYTES, "CreateFunction").await?;
     let mut req: shapes::CreateFunction = parse_json(&bytes)?;
     if req.package_type.as_deref().is_some_and(|p| p != "Zip") {
-        return Err(Error::invalid("PackageType Image is not supported by this server: use Zip.").into());
+        return Err(
+            Error::invalid("PackageType Image is not supported by this server: use Zip.").into(),
+        );
     }
     let extra = req.opaque();
     let input = CreateInput {
@@ -84,10 +109,14 @@ async fn create_function(State(engine): Eng, body: Body) -> ApiResult<Response> 
 
 async fn list_functions(State(engine): Eng, Query(params): Params) -> ApiResult<Json<Value>> {
     let max_items = match params.get("MaxItems") {
-        Some(m) => Some(m.parse::<usize>().map_err(|_| Error::invalid("MaxItems must be a number."))?),
+        Some(m) => Some(
+            m.parse::<usize>()
+                .map_err(|_| Error::invalid("MaxItems must be a number."))?,
+        ),
         None => None,
     };
-    let (specs, next) = engine.list_functions(params.get("Marker").map(String::as_str), max_items)?;
+    let (specs, next) =
+        engine.list_functions(params.get("Marker").map(String::as_str), max_items)?;
     let functions: Vec<Value> = specs
         .into_iter()
         .map(|spec| {
@@ -136,17 +165,29 @@ async fn get_function(
     Ok(Json(doc))
 }
 
-async fn get_configuration(State(engine): Eng, Path(name): Path<String>, Query(params): Params) -> ApiResult<Json<Value>> {
+async fn get_configuration(
+    State(engine): Eng,
+    Path(name): Path<String>,
+    Query(params): Params,
+) -> ApiResult<Json<Value>> {
     let r = engine.resolve(&name, qualifier(&params))?;
     Ok(Json(config_json(&engine, &r)))
 }
 
-async fn delete_function(State(engine): Eng, Path(name): Path<String>, Query(params): Params) -> ApiResult<StatusCode> {
+async fn delete_function(
+    State(engine): Eng,
+    Path(name): Path<String>,
+    Query(params): Params,
+) -> ApiResult<StatusCode> {
     engine.delete_function(&name, qualifier(&params))?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn update_code(State(engine): Eng, Path(name): Path<String>, body: Body) -> ApiResult<Json<Value>> {
+async fn update_code(
+    State(engine): Eng,
+    Path(name): Path<String>,
+    body: Body,
+) -> ApiResult<Json<Value>> {
     let bytes = read_body(body, CODE_REQUEST_MAX_BYTES, "UpdateFunctionCode").await?;
     let req: shapes::UpdateCode = parse_json(&bytes)?;
     let code = shapes::FunctionCode {
@@ -162,13 +203,27 @@ async fn update_code(State(engine): Eng, Path(name): Path<String>, body: Body) -
         return Ok(Json(config_json(&engine, &r)));
     }
     let r = engine
-        .update_code(&name, code.into_input(), req.publish.unwrap_or(false), req.revision_id.as_deref())
+        .update_code(
+            &name,
+            code.into_input(),
+            req.publish.unwrap_or(false),
+            req.revision_id.as_deref(),
+        )
         .await?;
     Ok(Json(config_json(&engine, &r)))
 }
 
-async fn update_configuration(State(engine): Eng, Path(name): Path<String>, body: Body) -> ApiResult<Json<Value>> {
-    let bytes = read_body(body, CONTROL_REQUEST_MAX_BYTES, "UpdateFunctionConfiguration").await?;
+async fn update_configuration(
+    State(engine): Eng,
+    Path(name): Path<String>,
+    body: Body,
+) -> ApiResult<Json<Value>> {
+    let bytes = read_body(
+        body,
+        CONTROL_REQUEST_MAX_BYTES,
+        "UpdateFunctionConfiguration",
+    )
+    .await?;
     let mut req: shapes::UpdateConfiguration = parse_json(&bytes)?;
     let extra = req.opaque();
     let input = ConfigInput {
@@ -186,20 +241,36 @@ async fn update_configuration(State(engine): Eng, Path(name): Path<String>, body
     Ok(Json(config_json(&engine, &r)))
 }
 
-async fn publish_version(State(engine): Eng, Path(name): Path<String>, body: Body) -> ApiResult<Response> {
+async fn publish_version(
+    State(engine): Eng,
+    Path(name): Path<String>,
+    body: Body,
+) -> ApiResult<Response> {
     let bytes = read_body(body, CONTROL_REQUEST_MAX_BYTES, "PublishVersion").await?;
     let req: shapes::PublishVersion = parse_json(&bytes)?;
     let _ = req.description;
-    let r = engine.publish_version(&name, req.code_sha256.as_deref(), req.revision_id.as_deref())?;
+    let r = engine.publish_version(
+        &name,
+        req.code_sha256.as_deref(),
+        req.revision_id.as_deref(),
+    )?;
     Ok((StatusCode::CREATED, Json(config_json(&engine, &r))).into_response())
 }
 
 async fn list_versions(State(engine): Eng, Path(name): Path<String>) -> ApiResult<Json<Value>> {
-    let versions: Vec<Value> = engine.list_versions(&name)?.iter().map(|r| config_json(&engine, r)).collect();
+    let versions: Vec<Value> = engine
+        .list_versions(&name)?
+        .iter()
+        .map(|r| config_json(&engine, r))
+        .collect();
     Ok(Json(json!({ "Versions": versions })))
 }
 
-async fn put_concurrency(State(engine): Eng, Path(name): Path<String>, body: Body) -> ApiResult<Json<Value>> {
+async fn put_concurrency(
+    State(engine): Eng,
+    Path(name): Path<String>,
+    body: Body,
+) -> ApiResult<Json<Value>> {
     let bytes = read_body(body, CONTROL_REQUEST_MAX_BYTES, "PutFunctionConcurrency").await?;
     let req: shapes::PutConcurrency = parse_json(&bytes)?;
     let n = engine.put_concurrency(&name, req.reserved_concurrent_executions)?;
@@ -236,17 +307,34 @@ fn alias_input(
     }
 }
 
-async fn create_alias(State(engine): Eng, Path(name): Path<String>, body: Body) -> ApiResult<Response> {
+async fn create_alias(
+    State(engine): Eng,
+    Path(name): Path<String>,
+    body: Body,
+) -> ApiResult<Response> {
     let bytes = read_body(body, CONTROL_REQUEST_MAX_BYTES, "CreateAlias").await?;
     let req: shapes::CreateAlias = parse_json(&bytes)?;
-    let input = alias_input(Some(req.function_version), req.description, req.routing_config, None);
+    let input = alias_input(
+        Some(req.function_version),
+        req.description,
+        req.routing_config,
+        None,
+    );
     let alias = engine.create_alias(&name, &req.name, input)?;
     Ok((StatusCode::CREATED, Json(alias_json(&engine, &alias))).into_response())
 }
 
-async fn list_aliases(State(engine): Eng, Path(name): Path<String>, Query(params): Params) -> ApiResult<Json<Value>> {
+async fn list_aliases(
+    State(engine): Eng,
+    Path(name): Path<String>,
+    Query(params): Params,
+) -> ApiResult<Json<Value>> {
     let aliases = engine.list_aliases(&name, params.get("FunctionVersion").map(String::as_str))?;
-    let max = params.get("MaxItems").and_then(|m| m.parse::<usize>().ok()).unwrap_or(50).clamp(1, 10_000);
+    let max = params
+        .get("MaxItems")
+        .and_then(|m| m.parse::<usize>().ok())
+        .unwrap_or(50)
+        .clamp(1, 10_000);
     let after = params.get("Marker");
     let page: Vec<&wisp_store::Alias> = aliases
         .iter()
@@ -260,23 +348,45 @@ async fn list_aliases(State(engine): Eng, Path(name): Path<String>, Query(params
     Ok(Json(doc))
 }
 
-async fn get_alias(State(engine): Eng, Path((name, alias)): Path<(String, String)>) -> ApiResult<Json<Value>> {
+async fn get_alias(
+    State(engine): Eng,
+    Path((name, alias)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
     Ok(Json(alias_json(&engine, &engine.get_alias(&name, &alias)?)))
 }
 
-async fn update_alias(State(engine): Eng, Path((name, alias)): Path<(String, String)>, body: Body) -> ApiResult<Json<Value>> {
+async fn update_alias(
+    State(engine): Eng,
+    Path((name, alias)): Path<(String, String)>,
+    body: Body,
+) -> ApiResult<Json<Value>> {
     let bytes = read_body(body, CONTROL_REQUEST_MAX_BYTES, "UpdateAlias").await?;
     let req: shapes::UpdateAlias = parse_json(&bytes)?;
-    let input = alias_input(req.function_version, req.description, req.routing_config, req.revision_id);
-    Ok(Json(alias_json(&engine, &engine.update_alias(&name, &alias, input)?)))
+    let input = alias_input(
+        req.function_version,
+        req.description,
+        req.routing_config,
+        req.revision_id,
+    );
+    Ok(Json(alias_json(
+        &engine,
+        &engine.update_alias(&name, &alias, input)?,
+    )))
 }
 
-async fn delete_alias(State(engine): Eng, Path((name, alias)): Path<(String, String)>) -> ApiResult<StatusCode> {
+async fn delete_alias(
+    State(engine): Eng,
+    Path((name, alias)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
     engine.delete_alias(&name, &alias)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn tag_resource(State(engine): Eng, Path(arn): Path<String>, body: Body) -> ApiResult<StatusCode> {
+async fn tag_resource(
+    State(engine): Eng,
+    Path(arn): Path<String>,
+    body: Body,
+) -> ApiResult<StatusCode> {
     let bytes = read_body(body, CONTROL_REQUEST_MAX_BYTES, "TagResource").await?;
     let req: shapes::TagResource = parse_json(&bytes)?;
     engine.tag(&arn, req.tags)?;
@@ -287,7 +397,11 @@ async fn list_tags(State(engine): Eng, Path(arn): Path<String>) -> ApiResult<Jso
     Ok(Json(json!({ "Tags": engine.list_tags(&arn)? })))
 }
 
-async fn untag_resource(State(engine): Eng, Path(arn): Path<String>, uri: axum::http::Uri) -> ApiResult<StatusCode> {
+async fn untag_resource(
+    State(engine): Eng,
+    Path(arn): Path<String>,
+    uri: axum::http::Uri,
+) -> ApiResult<StatusCode> {
     // tagKeys repeats, so the query is read as pairs rather than as a map.
     let keys: Vec<String> = uri
         .query()
@@ -307,7 +421,10 @@ fn percent_decode(s: &str) -> String {
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
-            b'%' if i + 3 <= bytes.len() => match s.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok()) {
+            b'%' if i + 3 <= bytes.len() => match s
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+            {
                 Some(b) => {
                     out.push(b);
                     i += 3;
@@ -403,8 +520,14 @@ async fn invoke(
     let (body, function_error) = match result.outcome {
         Outcome::Success(body) => (body, false),
         Outcome::FunctionError { body, .. } => (body, true),
-        Outcome::Failed { error_type, message, .. } => (
-            json!({ "errorMessage": message, "errorType": error_type }).to_string().into(),
+        Outcome::Failed {
+            error_type,
+            message,
+            ..
+        } => (
+            json!({ "errorMessage": message, "errorType": error_type })
+                .to_string()
+                .into(),
             true,
         ),
     };
@@ -418,7 +541,10 @@ async fn invoke(
         h.insert("x-amz-executed-version", v);
     }
     if function_error {
-        h.insert("x-amz-function-error", HeaderValue::from_static("Unhandled"));
+        h.insert(
+            "x-amz-function-error",
+            HeaderValue::from_static("Unhandled"),
+        );
     }
     if tail {
         let encoded = base64::engine::general_purpose::STANDARD.encode(log_tail(&result.log));

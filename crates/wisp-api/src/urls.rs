@@ -56,40 +56,72 @@ fn url_json(engine: &Engine, url: &FunctionUrl, with_modified: bool) -> Value {
 async fn body_input(body: Body, op: &str) -> ApiResult<UrlInput> {
     let bytes = read_body(body, CONTROL_REQUEST_MAX_BYTES, op).await?;
     let req: UrlConfigBody = parse_json(&bytes)?;
-    Ok(UrlInput { auth_type: req.auth_type, cors: req.cors, invoke_mode: req.invoke_mode })
+    Ok(UrlInput {
+        auth_type: req.auth_type,
+        cors: req.cors,
+        invoke_mode: req.invoke_mode,
+    })
 }
 
-async fn create(State(engine): State<Arc<Engine>>, Path(name): Path<String>, Query(p): Params, body: Body) -> ApiResult<Response> {
+async fn create(
+    State(engine): State<Arc<Engine>>,
+    Path(name): Path<String>,
+    Query(p): Params,
+    body: Body,
+) -> ApiResult<Response> {
     let input = body_input(body, "CreateFunctionUrlConfig").await?;
     let url = engine.create_url(&name, p.get("Qualifier").map(String::as_str), input)?;
     Ok((StatusCode::CREATED, Json(url_json(&engine, &url, false))).into_response())
 }
 
-async fn read(State(engine): State<Arc<Engine>>, Path(name): Path<String>, Query(p): Params) -> ApiResult<Json<Value>> {
+async fn read(
+    State(engine): State<Arc<Engine>>,
+    Path(name): Path<String>,
+    Query(p): Params,
+) -> ApiResult<Json<Value>> {
     let url = engine.get_url(&name, p.get("Qualifier").map(String::as_str))?;
     Ok(Json(url_json(&engine, &url, true)))
 }
 
-async fn update(State(engine): State<Arc<Engine>>, Path(name): Path<String>, Query(p): Params, body: Body) -> ApiResult<Json<Value>> {
+async fn update(
+    State(engine): State<Arc<Engine>>,
+    Path(name): Path<String>,
+    Query(p): Params,
+    body: Body,
+) -> ApiResult<Json<Value>> {
     let input = body_input(body, "UpdateFunctionUrlConfig").await?;
     let url = engine.update_url(&name, p.get("Qualifier").map(String::as_str), input)?;
     Ok(Json(url_json(&engine, &url, true)))
 }
 
-async fn remove(State(engine): State<Arc<Engine>>, Path(name): Path<String>, Query(p): Params) -> ApiResult<StatusCode> {
+async fn remove(
+    State(engine): State<Arc<Engine>>,
+    Path(name): Path<String>,
+    Query(p): Params,
+) -> ApiResult<StatusCode> {
     engine.delete_url(&name, p.get("Qualifier").map(String::as_str))?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn list(State(engine): State<Arc<Engine>>, Path(name): Path<String>) -> ApiResult<Json<Value>> {
-    let urls: Vec<Value> = engine.list_urls(&name)?.iter().map(|u| url_json(&engine, u, true)).collect();
+async fn list(
+    State(engine): State<Arc<Engine>>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let urls: Vec<Value> = engine
+        .list_urls(&name)?
+        .iter()
+        .map(|u| url_json(&engine, u, true))
+        .collect();
     Ok(Json(json!({ "FunctionUrlConfigs": urls })))
 }
 
 /// The management routes, on the main API.
 pub fn routes() -> Router<Arc<Engine>> {
     Router::new()
-        .route("/2021-10-31/functions/{name}/url", get(read).post(create).put(update).delete(remove))
+        .route(
+            "/2021-10-31/functions/{name}/url",
+            get(read).post(create).put(update).delete(remove),
+        )
         .route("/2021-10-31/functions/{name}/urls", get(list))
 }
 
@@ -101,7 +133,9 @@ struct UrlState {
 
 /// The router of the URL listener.
 pub fn url_router(engine: Arc<Engine>, auth: Auth) -> Router {
-    Router::new().fallback(serve).with_state(UrlState { engine, auth })
+    Router::new()
+        .fallback(serve)
+        .with_state(UrlState { engine, auth })
 }
 
 fn message(status: StatusCode, text: &str) -> Response {
@@ -114,7 +148,10 @@ fn decode_component(s: &str) -> String {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' && i + 3 <= bytes.len() {
-            if let Some(b) = s.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok()) {
+            if let Some(b) = s
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+            {
                 out.push(b);
                 i += 3;
                 continue;
@@ -130,19 +167,51 @@ fn is_text(content_type: Option<&str>) -> bool {
     let Some(ct) = content_type else { return true };
     let ct = ct.to_ascii_lowercase();
     ct.starts_with("text/")
-        || ["json", "xml", "javascript", "x-www-form-urlencoded", "yaml", "csv"]
-            .iter()
-            .any(|t| ct.contains(t))
+        || [
+            "json",
+            "xml",
+            "javascript",
+            "x-www-form-urlencoded",
+            "yaml",
+            "csv",
+        ]
+        .iter()
+        .any(|t| ct.contains(t))
+}
+
+/// One request to a function URL, as received.
+struct UrlRequest<'a> {
+    method: &'a Method,
+    /// The path below the URL's root.
+    raw_path: &'a str,
+    raw_query: &'a str,
+    headers: &'a HeaderMap,
+    source_ip: String,
+    body: &'a [u8],
 }
 
 /// The API Gateway HTTP API payload (format 2.0) that Lambda sends for a URL request.
-fn event(url: &FunctionUrl, method: &Method, raw_path: &str, raw_query: &str, headers: &HeaderMap, source_ip: &str, body: &[u8], request_id: &str) -> Value {
+fn event(url: &FunctionUrl, req: &UrlRequest<'_>, request_id: &str) -> Value {
+    let UrlRequest {
+        method,
+        raw_path,
+        raw_query,
+        headers,
+        body,
+        ..
+    } = *req;
+    let source_ip = req.source_ip.as_str();
     let mut hmap: BTreeMap<String, String> = BTreeMap::new();
     let mut cookies: Vec<String> = Vec::new();
     for (name, value) in headers {
         let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
         if name.as_str() == "cookie" {
-            cookies.extend(value.split(';').map(|c| c.trim().to_string()).filter(|c| !c.is_empty()));
+            cookies.extend(
+                value
+                    .split(';')
+                    .map(|c| c.trim().to_string())
+                    .filter(|c| !c.is_empty()),
+            );
             continue;
         }
         hmap.entry(name.as_str().to_string())
@@ -164,8 +233,11 @@ fn event(url: &FunctionUrl, method: &Method, raw_path: &str, raw_query: &str, he
             .or_insert_with(|| decode_component(v));
     }
     let now_ms = wisp_core::time::now_ms();
-    let t = time::OffsetDateTime::from_unix_timestamp_nanos(now_ms as i128 * 1_000_000).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(now_ms as i128 * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
     let time_text = format!(
         "{:02}/{}/{:04}:{:02}:{:02}:{:02} +0000",
         t.day(),
@@ -176,7 +248,10 @@ fn event(url: &FunctionUrl, method: &Method, raw_path: &str, raw_query: &str, he
         t.second()
     );
     let text = is_text(headers.get("content-type").and_then(|v| v.to_str().ok()));
-    let host = headers.get("host").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let host = headers
+        .get("host")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     let mut doc = json!({
         "version": "2.0",
         "routeKey": "$default",
@@ -213,7 +288,9 @@ fn event(url: &FunctionUrl, method: &Method, raw_path: &str, raw_query: &str, he
         doc["body"] = if text {
             String::from_utf8_lossy(body).into_owned().into()
         } else {
-            base64::engine::general_purpose::STANDARD.encode(body).into()
+            base64::engine::general_purpose::STANDARD
+                .encode(body)
+                .into()
         };
     }
     doc
@@ -225,7 +302,8 @@ fn http_response(result: &[u8]) -> Response {
     let parsed: Option<Value> = serde_json::from_slice(result).ok();
     let Some(Value::Object(doc)) = parsed.as_ref().filter(|v| v.get("statusCode").is_some()) else {
         let mut r = (StatusCode::OK, result.to_vec()).into_response();
-        r.headers_mut().insert("content-type", HeaderValue::from_static("application/json"));
+        r.headers_mut()
+            .insert("content-type", HeaderValue::from_static("application/json"));
         return r;
     };
     let status = doc
@@ -238,7 +316,12 @@ fn http_response(result: &[u8]) -> Response {
         Some(Value::String(s)) if doc.get("isBase64Encoded") == Some(&Value::Bool(true)) => {
             match base64::engine::general_purpose::STANDARD.decode(s) {
                 Ok(b) => b,
-                Err(_) => return message(StatusCode::BAD_GATEWAY, "The function returned a body that is not valid base64."),
+                Err(_) => {
+                    return message(
+                        StatusCode::BAD_GATEWAY,
+                        "The function returned a body that is not valid base64.",
+                    )
+                }
             }
         }
         Some(Value::String(s)) => s.clone().into_bytes(),
@@ -253,7 +336,10 @@ fn http_response(result: &[u8]) -> Response {
                 Value::String(s) => s.clone(),
                 other => other.to_string(),
             };
-            if let (Ok(name), Ok(value)) = (HeaderName::try_from(k.as_str()), HeaderValue::from_str(&value)) {
+            if let (Ok(name), Ok(value)) = (
+                HeaderName::try_from(k.as_str()),
+                HeaderValue::from_str(&value),
+            ) {
                 h.insert(name, value);
             }
         }
@@ -271,21 +357,34 @@ fn http_response(result: &[u8]) -> Response {
 fn cors_list(cors: &Value, key: &str) -> Vec<String> {
     cors[key]
         .as_array()
-        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 /// Adds the CORS headers the URL's configuration allows for this request's origin.
 fn apply_cors(cors: Option<&Value>, headers: &HeaderMap, response: &mut Response, preflight: bool) {
-    let (Some(cors), Some(origin)) = (cors, headers.get("origin").and_then(|o| o.to_str().ok())) else { return };
+    let (Some(cors), Some(origin)) = (cors, headers.get("origin").and_then(|o| o.to_str().ok()))
+    else {
+        return;
+    };
     let origins = cors_list(cors, "AllowOrigins");
-    let allowed = origins.iter().any(|o| o == "*" || o.eq_ignore_ascii_case(origin));
+    let allowed = origins
+        .iter()
+        .any(|o| o == "*" || o.eq_ignore_ascii_case(origin));
     if !allowed {
         return;
     }
     let h = response.headers_mut();
     let credentials = cors["AllowCredentials"].as_bool() == Some(true);
-    let value = if origins.iter().any(|o| o == "*") && !credentials { "*" } else { origin };
+    let value = if origins.iter().any(|o| o == "*") && !credentials {
+        "*"
+    } else {
+        origin
+    };
     let mut put = |name: &'static str, value: &str| {
         if let Ok(v) = HeaderValue::from_str(value) {
             h.insert(name, v);
@@ -315,7 +414,11 @@ fn apply_cors(cors: Option<&Value>, headers: &HeaderMap, response: &mut Response
     }
 }
 
-async fn serve(State(state): State<UrlState>, ConnectInfo(peer): ConnectInfo<SocketAddr>, request: Request) -> Response {
+async fn serve(
+    State(state): State<UrlState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request,
+) -> Response {
     let (parts, body) = request.into_parts();
     let path = parts.uri.path();
     let trimmed = path.trim_start_matches('/');
@@ -331,7 +434,10 @@ async fn serve(State(state): State<UrlState>, ConnectInfo(peer): ConnectInfo<Soc
         Ok(b) => b,
         Err(_) => return message(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large"),
     };
-    if parts.method == Method::OPTIONS && url.cors.is_some() && parts.headers.contains_key("access-control-request-method") {
+    if parts.method == Method::OPTIONS
+        && url.cors.is_some()
+        && parts.headers.contains_key("access-control-request-method")
+    {
         let mut response = StatusCode::OK.into_response();
         apply_cors(url.cors.as_ref(), &parts.headers, &mut response, true);
         return response;
@@ -341,9 +447,20 @@ async fn serve(State(state): State<UrlState>, ConnectInfo(peer): ConnectInfo<Soc
             let headers: Vec<(String, String)> = parts
                 .headers
                 .iter()
-                .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+                .map(|(k, v)| {
+                    (
+                        k.as_str().to_string(),
+                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                    )
+                })
                 .collect();
-            let signed = SignedRequest { method: parts.method.as_str(), raw_path: path, raw_query, headers: &headers, body: &body };
+            let signed = SignedRequest {
+                method: parts.method.as_str(),
+                raw_path: path,
+                raw_query,
+                headers: &headers,
+                body: &body,
+            };
             let keys = keys.read().unwrap_or_else(|p| p.into_inner());
             let verified = wisp_auth::verify(&signed, time::OffsetDateTime::now_utc(), |id| {
                 keys.find(id).map(|k| k.secret_access_key.clone())
@@ -354,19 +471,36 @@ async fn serve(State(state): State<UrlState>, ConnectInfo(peer): ConnectInfo<Soc
         }
     }
     let request_id = uuid::Uuid::new_v4().to_string();
-    let doc = event(&url, &parts.method, &raw_path, raw_query, &parts.headers, &peer.ip().to_string(), &body, &request_id);
+    let url_request = UrlRequest {
+        method: &parts.method,
+        raw_path: &raw_path,
+        raw_query,
+        headers: &parts.headers,
+        source_ip: peer.ip().to_string(),
+        body: &body,
+    };
+    let doc = event(&url, &url_request, &request_id);
     let payload = bytes::Bytes::from(doc.to_string());
     let target = format!("{}:{}", url.function, url.qualifier);
-    let invoked = state.engine.invoke(&target, None, InvokeMode::RequestResponse, payload, None).await;
+    let invoked = state
+        .engine
+        .invoke(&target, None, InvokeMode::RequestResponse, payload, None)
+        .await;
     let mut response = match invoked {
         Ok(Invoked::Done(result)) => match result.outcome {
             Outcome::Success(body) => http_response(&body),
             _ => message(StatusCode::BAD_GATEWAY, "Internal Server Error"),
         },
         Ok(_) => message(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error"),
-        Err(e) if e.kind == wisp_core::ErrorKind::TooManyRequests => message(StatusCode::TOO_MANY_REQUESTS, "Rate Exceeded."),
-        Err(e) if e.kind == wisp_core::ErrorKind::RequestTooLarge => message(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large"),
-        Err(e) if e.kind == wisp_core::ErrorKind::ResourceNotFound => message(StatusCode::NOT_FOUND, "No function URL here."),
+        Err(e) if e.kind == wisp_core::ErrorKind::TooManyRequests => {
+            message(StatusCode::TOO_MANY_REQUESTS, "Rate Exceeded.")
+        }
+        Err(e) if e.kind == wisp_core::ErrorKind::RequestTooLarge => {
+            message(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large")
+        }
+        Err(e) if e.kind == wisp_core::ErrorKind::ResourceNotFound => {
+            message(StatusCode::NOT_FOUND, "No function URL here.")
+        }
         Err(e) => {
             tracing::warn!(error = %e, "function URL invocation failed");
             message(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
@@ -391,16 +525,28 @@ mod tests {
     }
 
     fn futures_executor_block(r: Response) -> String {
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-        let b = rt.block_on(axum::body::to_bytes(r.into_body(), 1 << 20)).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let b = rt
+            .block_on(axum::body::to_bytes(r.into_body(), 1 << 20))
+            .unwrap();
         String::from_utf8(b.to_vec()).unwrap()
     }
 
     #[test]
     fn maps_results_like_lambda() {
         check(r#"{"statusCode": 201, "body": "made"}"#, 201, "made");
-        check(r#"{"statusCode": 200, "body": "aGk=", "isBase64Encoded": true}"#, 200, "hi");
-        check(r#"{"order_handled": true}"#, 200, r#"{"order_handled": true}"#);
+        check(
+            r#"{"statusCode": 200, "body": "aGk=", "isBase64Encoded": true}"#,
+            200,
+            "hi",
+        );
+        check(
+            r#"{"order_handled": true}"#,
+            200,
+            r#"{"order_handled": true}"#,
+        );
         check(r#""plain""#, 200, r#""plain""#);
         check(r#"{"statusCode": 204}"#, 204, "");
     }

@@ -53,7 +53,10 @@ async fn records(
     Ok(Json(json!({ "Records": records })))
 }
 
-async fn code(State(engine): State<Arc<Engine>>, Path(sha): Path<String>) -> ApiResult<impl IntoResponse> {
+async fn code(
+    State(engine): State<Arc<Engine>>,
+    Path(sha): Path<String>,
+) -> ApiResult<impl IntoResponse> {
     let zip = engine.read_package(&sha)?;
     Ok(([("content-type", "application/zip")], zip))
 }

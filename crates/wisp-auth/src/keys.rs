@@ -27,16 +27,30 @@ impl AccessKey {
     /// A new random key: an AWS-shaped id (`AKIA` + 16 characters) and a 40-character secret.
     pub fn generate(admin: bool) -> Self {
         const ID_CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-        const SECRET_CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-        let random: Vec<u8> = (0..4).flat_map(|_| *uuid::Uuid::new_v4().as_bytes()).collect();
+        const SECRET_CHARS: &[u8] =
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let random: Vec<u8> = (0..4)
+            .flat_map(|_| *uuid::Uuid::new_v4().as_bytes())
+            .collect();
         // v4 UUIDs carry 122 random bits; skipping the version/variant bytes keeps only
         // random ones.
         let bytes: Vec<u8> = random
             .chunks(16)
-            .flat_map(|c| c.iter().enumerate().filter(|(i, _)| *i != 6 && *i != 8).map(|(_, b)| *b))
+            .flat_map(|c| {
+                c.iter()
+                    .enumerate()
+                    .filter(|(i, _)| *i != 6 && *i != 8)
+                    .map(|(_, b)| *b)
+            })
             .collect();
-        let id: String = bytes[..16].iter().map(|b| ID_CHARS[(*b % 32) as usize] as char).collect();
-        let secret: String = bytes[16..56].iter().map(|b| SECRET_CHARS[(*b % 64) as usize] as char).collect();
+        let id: String = bytes[..16]
+            .iter()
+            .map(|b| ID_CHARS[(*b % 32) as usize] as char)
+            .collect();
+        let secret: String = bytes[16..56]
+            .iter()
+            .map(|b| SECRET_CHARS[(*b % 64) as usize] as char)
+            .collect();
         AccessKey {
             access_key_id: format!("AKIA{id}"),
             secret_access_key: secret,
@@ -64,17 +78,29 @@ pub struct KeyFile {
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     #[error("could not read or write {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path} is not a valid key file: {source}")]
-    Corrupt { path: PathBuf, source: serde_json::Error },
+    Corrupt {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
 }
 
 impl KeyFile {
     /// Opens (or creates, with a fresh admin key) the key file at `path`.
     pub fn open(path: &Path, root: Option<(String, String)>) -> Result<Self, KeyError> {
-        let io = |source| KeyError::Io { path: path.to_path_buf(), source };
+        let io = |source| KeyError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
         let stored = match fs::read(path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| KeyError::Corrupt { path: path.to_path_buf(), source })?,
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| KeyError::Corrupt {
+                path: path.to_path_buf(),
+                source,
+            })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Stored::default(),
             Err(e) => return Err(io(e)),
         };
@@ -84,7 +110,11 @@ impl KeyFile {
             admin: true,
             created: String::new(),
         });
-        let mut file = KeyFile { path: path.to_path_buf(), stored, root };
+        let mut file = KeyFile {
+            path: path.to_path_buf(),
+            stored,
+            root,
+        };
         if file.root.is_none() && !file.stored.keys.iter().any(|k| k.admin) {
             let mut admin = AccessKey::generate(true);
             admin.created = now_text();
@@ -98,7 +128,10 @@ impl KeyFile {
     }
 
     fn save(&self) -> Result<(), KeyError> {
-        let io = |source| KeyError::Io { path: self.path.clone(), source };
+        let io = |source| KeyError::Io {
+            path: self.path.clone(),
+            source,
+        };
         let tmp = self.path.with_extension("tmp");
         let mut f = fs::OpenOptions::new()
             .write(true)
@@ -147,7 +180,9 @@ impl KeyFile {
     /// Revokes a non-admin key; `Ok(false)` if there is no such key.
     pub fn revoke(&mut self, access_key_id: &str) -> Result<bool, KeyError> {
         let before = self.stored.keys.len();
-        self.stored.keys.retain(|k| k.admin || k.access_key_id != access_key_id);
+        self.stored
+            .keys
+            .retain(|k| k.admin || k.access_key_id != access_key_id);
         if self.stored.keys.len() == before {
             return Ok(false);
         }
@@ -163,7 +198,15 @@ impl KeyFile {
 
 fn now_text() -> String {
     let t = time::OffsetDateTime::now_utc();
-    format!("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z", t.year(), u8::from(t.month()), t.day(), t.hour(), t.minute(), t.second())
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
 }
 
 #[cfg(test)]

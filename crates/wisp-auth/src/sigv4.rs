@@ -88,7 +88,10 @@ fn decode(s: &str) -> Vec<u8> {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' && i + 3 <= bytes.len() {
-            if let Some(b) = s.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok()) {
+            if let Some(b) = s
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+            {
                 out.push(b);
                 i += 3;
                 continue;
@@ -178,7 +181,13 @@ fn signing_key(secret: &str, date: &str, region: &str, service: &str) -> Vec<u8>
     hmac(&k, b"aws4_request")
 }
 
-fn signature(req: &SignedRequest<'_>, signed: &[String], amz_date: &str, scope: &str, key: &[u8]) -> String {
+fn signature(
+    req: &SignedRequest<'_>,
+    signed: &[String],
+    amz_date: &str,
+    scope: &str,
+    key: &[u8],
+) -> String {
     let string_to_sign = format!(
         "{ALGORITHM}\n{amz_date}\n{scope}\n{}",
         sha256_hex(canonical_request(req, signed).as_bytes())
@@ -228,12 +237,24 @@ pub fn sign(
     let date = &date_time[..8];
     let mut headers = req.headers.to_vec();
     headers.push(("x-amz-date".into(), date_time.clone()));
-    let mut signed: Vec<String> = headers.iter().map(|(k, _)| k.to_ascii_lowercase()).collect();
+    let mut signed: Vec<String> = headers
+        .iter()
+        .map(|(k, _)| k.to_ascii_lowercase())
+        .collect();
     signed.sort();
     signed.dedup();
-    let with_date = SignedRequest { headers: &headers, ..*req };
+    let with_date = SignedRequest {
+        headers: &headers,
+        ..*req
+    };
     let scope = format!("{date}/{region}/{service}/aws4_request");
-    let sig = signature(&with_date, &signed, &date_time, &scope, &signing_key(secret, date, region, service));
+    let sig = signature(
+        &with_date,
+        &signed,
+        &date_time,
+        &scope,
+        &signing_key(secret, date, region, service),
+    );
     vec![
         ("x-amz-date".into(), date_time),
         (
@@ -282,26 +303,38 @@ pub fn verify(
             provided = Some(v);
         }
     }
-    let (Some(credential), Some(signed_headers), Some(provided)) = (credential, signed_headers, provided) else {
+    let (Some(credential), Some(signed_headers), Some(provided)) =
+        (credential, signed_headers, provided)
+    else {
         return Err(AuthError::Malformed(
             "Authorization header requires 'Credential', 'SignedHeaders' and 'Signature'.".into(),
         ));
     };
     let scope: Vec<&str> = credential.split('/').collect();
     let [access_key, date, region, service, "aws4_request"] = scope.as_slice() else {
-        return Err(AuthError::Malformed(format!("Credential '{credential}' is not KEY/DATE/REGION/SERVICE/aws4_request.")));
+        return Err(AuthError::Malformed(format!(
+            "Credential '{credential}' is not KEY/DATE/REGION/SERVICE/aws4_request."
+        )));
     };
-    let signed: Vec<String> = signed_headers.split(';').map(str::to_ascii_lowercase).collect();
+    let signed: Vec<String> = signed_headers
+        .split(';')
+        .map(str::to_ascii_lowercase)
+        .collect();
     if !signed.iter().any(|h| h == "host") {
-        return Err(AuthError::Malformed("SignedHeaders must include host.".into()));
+        return Err(AuthError::Malformed(
+            "SignedHeaders must include host.".into(),
+        ));
     }
     let date_time = header(req, "x-amz-date")
         .or_else(|| header(req, "date"))
         .ok_or_else(|| AuthError::Malformed("X-Amz-Date is required.".into()))?;
-    let when = parse_amz_date(date_time)
-        .ok_or_else(|| AuthError::Malformed(format!("X-Amz-Date '{date_time}' is not YYYYMMDDTHHMMSSZ.")))?;
+    let when = parse_amz_date(date_time).ok_or_else(|| {
+        AuthError::Malformed(format!("X-Amz-Date '{date_time}' is not YYYYMMDDTHHMMSSZ."))
+    })?;
     if &date_time[..8] != *date {
-        return Err(AuthError::Malformed("The credential scope's date does not match X-Amz-Date.".into()));
+        return Err(AuthError::Malformed(
+            "The credential scope's date does not match X-Amz-Date.".into(),
+        ));
     }
     let skew = time::Duration::seconds(MAX_SKEW_SECS);
     if when < now - skew || when > now + skew {
@@ -313,7 +346,13 @@ pub fn verify(
     }
     let secret = secret_for(access_key).ok_or(AuthError::UnknownKey)?;
     let scope = format!("{date}/{region}/{service}/aws4_request");
-    let expected = signature(req, &signed, date_time, &scope, &signing_key(&secret, date, region, service));
+    let expected = signature(
+        req,
+        &signed,
+        date_time,
+        &scope,
+        &signing_key(&secret, date, region, service),
+    );
     // Compare in constant time: the signature is a secret-derived value.
     let equal = expected.len() == provided.len()
         && expected
@@ -336,38 +375,88 @@ mod tests {
     use super::*;
 
     fn headers(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     /// The "get-vanilla" case of AWS's SigV4 test suite.
     #[test]
     fn aws_test_suite_get_vanilla() {
-        let h = headers(&[("Host", "example.amazonaws.com"), ("X-Amz-Date", "20150830T123600Z")]);
-        let req = SignedRequest { method: "GET", raw_path: "/", raw_query: "", headers: &h, body: b"" };
+        let h = headers(&[
+            ("Host", "example.amazonaws.com"),
+            ("X-Amz-Date", "20150830T123600Z"),
+        ]);
+        let req = SignedRequest {
+            method: "GET",
+            raw_path: "/",
+            raw_query: "",
+            headers: &h,
+            body: b"",
+        };
         let signed = vec!["host".to_string(), "x-amz-date".to_string()];
-        let key = signing_key("wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "20150830", "us-east-1", "service");
-        let sig = signature(&req, &signed, "20150830T123600Z", "20150830/us-east-1/service/aws4_request", &key);
-        assert_eq!(sig, "5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31");
+        let key = signing_key(
+            "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+            "20150830",
+            "us-east-1",
+            "service",
+        );
+        let sig = signature(
+            &req,
+            &signed,
+            "20150830T123600Z",
+            "20150830/us-east-1/service/aws4_request",
+            &key,
+        );
+        assert_eq!(
+            sig,
+            "5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31"
+        );
     }
 
     #[test]
     fn canonical_forms() {
-        assert_eq!(canonical_uri("/2015-03-31/functions/arn%3Aaws%3Alambda/invocations"),
-                   "/2015-03-31/functions/arn%253Aaws%253Alambda/invocations");
+        assert_eq!(
+            canonical_uri("/2015-03-31/functions/arn%3Aaws%3Alambda/invocations"),
+            "/2015-03-31/functions/arn%253Aaws%253Alambda/invocations"
+        );
         assert_eq!(canonical_uri("/a/./b/../c/"), "/a/c/");
-        assert_eq!(canonical_query("b=2&a=1&Marker=x%2By&e"), "Marker=x%2By&a=1&b=2&e=");
+        assert_eq!(
+            canonical_query("b=2&a=1&Marker=x%2By&e"),
+            "Marker=x%2By&a=1&b=2&e="
+        );
     }
 
     fn signed_request(body: &'static [u8], now: OffsetDateTime) -> Vec<(String, String)> {
-        let mut h = headers(&[("host", "127.0.0.1:8790"), ("content-type", "application/json")]);
-        let req = SignedRequest { method: "POST", raw_path: "/2015-03-31/functions", raw_query: "", headers: &h, body };
+        let mut h = headers(&[
+            ("host", "127.0.0.1:8790"),
+            ("content-type", "application/json"),
+        ]);
+        let req = SignedRequest {
+            method: "POST",
+            raw_path: "/2015-03-31/functions",
+            raw_query: "",
+            headers: &h,
+            body,
+        };
         let added = sign(&req, "AKID", "secret", "us-east-1", "lambda", now);
         h.extend(added);
         h
     }
 
-    fn check(h: &[(String, String)], body: &[u8], now: OffsetDateTime) -> Result<Verified, AuthError> {
-        let req = SignedRequest { method: "POST", raw_path: "/2015-03-31/functions", raw_query: "", headers: h, body };
+    fn check(
+        h: &[(String, String)],
+        body: &[u8],
+        now: OffsetDateTime,
+    ) -> Result<Verified, AuthError> {
+        let req = SignedRequest {
+            method: "POST",
+            raw_path: "/2015-03-31/functions",
+            raw_query: "",
+            headers: h,
+            body,
+        };
         verify(&req, now, |k| (k == "AKID").then(|| "secret".to_string()))
     }
 
@@ -378,7 +467,10 @@ mod tests {
         assert_eq!(check(&h, b"{}", now).unwrap().service, "lambda");
         assert_eq!(check(&h, b"{\"x\":1}", now), Err(AuthError::Mismatch));
         let late = now + time::Duration::minutes(6);
-        assert!(matches!(check(&h, b"{}", late), Err(AuthError::Expired(..))));
+        assert!(matches!(
+            check(&h, b"{}", late),
+            Err(AuthError::Expired(..))
+        ));
         let other = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
         let mut h2 = signed_request(b"{}", other);
         for (k, v) in h2.iter_mut() {
@@ -387,7 +479,11 @@ mod tests {
             }
         }
         assert_eq!(check(&h2, b"{}", now), Err(AuthError::UnknownKey));
-        let missing: Vec<(String, String)> = h.iter().filter(|(k, _)| k != "authorization").cloned().collect();
+        let missing: Vec<(String, String)> = h
+            .iter()
+            .filter(|(k, _)| k != "authorization")
+            .cloned()
+            .collect();
         assert_eq!(check(&missing, b"{}", now), Err(AuthError::Missing));
     }
 }

@@ -53,8 +53,7 @@ pub struct FunctionRef {
 
 fn valid_name_chars(s: &str) -> bool {
     !s.is_empty()
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
@@ -78,7 +77,9 @@ fn truncate_for_message(s: &str) -> String {
 /// `arn:aws:lambda:region:123456789012:function:name[:qualifier]`.
 pub fn parse_function_ref(input: &str) -> Result<FunctionRef> {
     if input.len() > 256 {
-        return Err(Error::invalid("Function name or ARN is longer than 256 characters."));
+        return Err(Error::invalid(
+            "Function name or ARN is longer than 256 characters.",
+        ));
     }
     let parts: Vec<&str> = input.split(':').collect();
     let (name, qualifier) = match parts.as_slice() {
@@ -87,9 +88,7 @@ pub fn parse_function_ref(input: &str) -> Result<FunctionRef> {
         [_account, "function", name] => (*name, None),
         [_account, "function", name, q] => (*name, Some(*q)),
         ["arn", _partition, "lambda", _region, _account, "function", name] => (*name, None),
-        ["arn", _partition, "lambda", _region, _account, "function", name, q] => {
-            (*name, Some(*q))
-        }
+        ["arn", _partition, "lambda", _region, _account, "function", name, q] => (*name, Some(*q)),
         _ => {
             return Err(Error::invalid(format!(
                 "'{}' is not a function name or function ARN.",
@@ -118,7 +117,9 @@ mod tests {
     use super::*;
 
     fn check(input: &str, expect: Option<(&str, Option<Qualifier>)>) {
-        let got = parse_function_ref(input).ok().map(|r| (r.name, r.qualifier));
+        let got = parse_function_ref(input)
+            .ok()
+            .map(|r| (r.name, r.qualifier));
         let expect = expect.map(|(n, q)| (n.to_string(), q));
         assert_eq!(got, expect, "input {input:?}");
     }
@@ -128,7 +129,10 @@ mod tests {
         check("orders", Some(("orders", None)));
         check("orders:$LATEST", Some(("orders", Some(Qualifier::Latest))));
         check("orders:7", Some(("orders", Some(Qualifier::Version(7)))));
-        check("orders:live", Some(("orders", Some(Qualifier::Alias("live".into())))));
+        check(
+            "orders:live",
+            Some(("orders", Some(Qualifier::Alias("live".into())))),
+        );
         check("000000000000:function:orders", Some(("orders", None)));
         check(
             "arn:aws:lambda:us-east-1:000000000000:function:orders:prod",

@@ -59,7 +59,9 @@ impl RuntimeKind {
                 if module.is_empty() || func.is_empty() {
                     return bad("expected 'module.function', such as 'app.handler'.");
                 }
-                if module.starts_with('/') || module.split('/').any(|seg| seg == ".." || seg.is_empty()) {
+                if module.starts_with('/')
+                    || module.split('/').any(|seg| seg == ".." || seg.is_empty())
+                {
                     return bad("the module path must stay inside the package.");
                 }
                 Ok(())
@@ -74,9 +76,18 @@ mod tests {
 
     #[test]
     fn parses_runtimes() {
-        assert_eq!(RuntimeKind::parse("python3.11").unwrap(), RuntimeKind::Python { minor: 11 });
-        assert_eq!(RuntimeKind::parse("nodejs20.x").unwrap(), RuntimeKind::Node { major: 20 });
-        assert_eq!(RuntimeKind::parse("provided.al2023").unwrap(), RuntimeKind::Provided);
+        assert_eq!(
+            RuntimeKind::parse("python3.11").unwrap(),
+            RuntimeKind::Python { minor: 11 }
+        );
+        assert_eq!(
+            RuntimeKind::parse("nodejs20.x").unwrap(),
+            RuntimeKind::Node { major: 20 }
+        );
+        assert_eq!(
+            RuntimeKind::parse("provided.al2023").unwrap(),
+            RuntimeKind::Provided
+        );
         for bad in ["python", "python3.", "nodejs20", "java21", "cobol9", ""] {
             assert!(RuntimeKind::parse(bad).is_err(), "{bad}");
         }
@@ -88,7 +99,15 @@ mod tests {
         for ok in ["app.handler", "src/app.handler", "pkg.mod.handler"] {
             assert!(py.validate_handler(ok).is_ok(), "{ok}");
         }
-        for bad in ["nodot", ".handler", "app.", "../x.handler", "/abs.handler", "a b.c", ""] {
+        for bad in [
+            "nodot",
+            ".handler",
+            "app.",
+            "../x.handler",
+            "/abs.handler",
+            "a b.c",
+            "",
+        ] {
             assert!(py.validate_handler(bad).is_err(), "{bad}");
         }
         assert!(RuntimeKind::Provided.validate_handler("anything").is_ok());

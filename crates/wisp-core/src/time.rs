@@ -28,6 +28,9 @@ mod tests {
     #[test]
     fn formats_lambda_timestamps() {
         assert_eq!(super::lambda_timestamp(0), "1970-01-01T00:00:00.000+0000");
-        assert_eq!(super::lambda_timestamp(1_764_147_723_456), "2025-11-26T09:02:03.456+0000");
+        assert_eq!(
+            super::lambda_timestamp(1_764_147_723_456),
+            "2025-11-26T09:02:03.456+0000"
+        );
     }
 }

@@ -41,31 +41,52 @@ impl Engine {
     fn check_version_exists(&self, function: &str, version: &str) -> Result<()> {
         match Qualifier::parse(version)? {
             Qualifier::Latest => Ok(()),
-            Qualifier::Version(v) => match self.store.get_version(function, v).map_err(store_err)? {
-                Some(_) => Ok(()),
-                None => Err(Error::not_found(format!("Function not found: {function}:{v}"))),
-            },
-            Qualifier::Alias(_) => Err(Error::invalid("FunctionVersion must be $LATEST or a version number.")),
+            Qualifier::Version(v) => {
+                match self.store.get_version(function, v).map_err(store_err)? {
+                    Some(_) => Ok(()),
+                    None => Err(Error::not_found(format!(
+                        "Function not found: {function}:{v}"
+                    ))),
+                }
+            }
+            Qualifier::Alias(_) => Err(Error::invalid(
+                "FunctionVersion must be $LATEST or a version number.",
+            )),
         }
     }
 
-    fn routing(&self, function: &str, primary: &str, weights: &BTreeMap<String, f64>) -> Result<Option<(u64, f64)>> {
+    fn routing(
+        &self,
+        function: &str,
+        primary: &str,
+        weights: &BTreeMap<String, f64>,
+    ) -> Result<Option<(u64, f64)>> {
         let mut entries = weights.iter();
-        let Some((version, weight)) = entries.next() else { return Ok(None) };
+        let Some((version, weight)) = entries.next() else {
+            return Ok(None);
+        };
         if entries.next().is_some() {
-            return Err(Error::invalid("RoutingConfig supports one additional version."));
+            return Err(Error::invalid(
+                "RoutingConfig supports one additional version.",
+            ));
         }
         if !(0.0..=1.0).contains(weight) || weight.is_nan() {
-            return Err(Error::invalid("AdditionalVersionWeights values must be between 0.0 and 1.0."));
+            return Err(Error::invalid(
+                "AdditionalVersionWeights values must be between 0.0 and 1.0.",
+            ));
         }
         let Ok(Qualifier::Version(v)) = Qualifier::parse(version) else {
-            return Err(Error::invalid("AdditionalVersionWeights keys must be published version numbers."));
+            return Err(Error::invalid(
+                "AdditionalVersionWeights keys must be published version numbers.",
+            ));
         };
         if primary == "$LATEST" {
             return Err(Error::invalid("RoutingConfig is not allowed on an alias of $LATEST: point it at a published version."));
         }
         if version == primary {
-            return Err(Error::invalid("The additional version must differ from the alias's FunctionVersion."));
+            return Err(Error::invalid(
+                "The additional version must differ from the alias's FunctionVersion.",
+            ));
         }
         self.check_version_exists(function, version)?;
         Ok(Some((v, *weight)))
@@ -74,7 +95,9 @@ impl Engine {
     pub fn create_alias(&self, function: &str, name: &str, input: AliasInput) -> Result<Alias> {
         let fname = wisp_core::parse_function_ref(function)?.name;
         alias_name(name)?;
-        let version = input.version.ok_or_else(|| Error::invalid("FunctionVersion is required."))?;
+        let version = input
+            .version
+            .ok_or_else(|| Error::invalid("FunctionVersion is required."))?;
         self.latest_row_pub(&fname)?;
         self.check_version_exists(&fname, &version)?;
         let additional = self.routing(&fname, &version, &input.weights.unwrap_or_default())?;
@@ -87,7 +110,10 @@ impl Engine {
             revision_id: uuid::Uuid::new_v4().to_string(),
         };
         if !self.store.create_alias(&alias).map_err(store_err)? {
-            return Err(Error::conflict(format!("Alias already exists: {}", self.alias_arn(&alias))));
+            return Err(Error::conflict(format!(
+                "Alias already exists: {}",
+                self.alias_arn(&alias)
+            )));
         }
         Ok(alias)
     }
@@ -97,7 +123,12 @@ impl Engine {
         self.store
             .get_alias(&fname, name)
             .map_err(store_err)?
-            .ok_or_else(|| Error::not_found(format!("Alias not found: {}", wisp_core::name::function_arn(&self.cfg.region, &fname, Some(name)))))
+            .ok_or_else(|| {
+                Error::not_found(format!(
+                    "Alias not found: {}",
+                    wisp_core::name::function_arn(&self.cfg.region, &fname, Some(name))
+                ))
+            })
     }
 
     pub fn list_aliases(&self, function: &str, version: Option<&str>) -> Result<Vec<Alias>> {
@@ -139,8 +170,14 @@ impl Engine {
             }
         }
         next.revision_id = uuid::Uuid::new_v4().to_string();
-        if !self.store.update_alias(&next, &current.revision_id).map_err(store_err)? {
-            return Err(Error::conflict("The alias was changed by another request; retry."));
+        if !self
+            .store
+            .update_alias(&next, &current.revision_id)
+            .map_err(store_err)?
+        {
+            return Err(Error::conflict(
+                "The alias was changed by another request; retry.",
+            ));
         }
         Ok(next)
     }
@@ -207,7 +244,9 @@ impl Engine {
         if current.len() > 50 {
             return Err(Error::invalid("A function can have at most 50 tags."));
         }
-        self.store.set_tags(&self.tag_target(arn)?, &current).map_err(store_err)?;
+        self.store
+            .set_tags(&self.tag_target(arn)?, &current)
+            .map_err(store_err)?;
         Ok(())
     }
 
@@ -216,11 +255,17 @@ impl Engine {
         for k in keys {
             current.remove(k);
         }
-        self.store.set_tags(&self.tag_target(arn)?, &current).map_err(store_err)?;
+        self.store
+            .set_tags(&self.tag_target(arn)?, &current)
+            .map_err(store_err)?;
         Ok(())
     }
 
-    pub(crate) fn set_initial_tags(&self, function: &str, tags: &BTreeMap<String, String>) -> Result<()> {
+    pub(crate) fn set_initial_tags(
+        &self,
+        function: &str,
+        tags: &BTreeMap<String, String>,
+    ) -> Result<()> {
         for (k, v) in tags {
             validate_tag(k, v)?;
         }
@@ -234,7 +279,11 @@ impl Engine {
 }
 
 pub fn validate_tag(key: &str, value: &str) -> Result<()> {
-    if key.is_empty() || key.chars().count() > 128 || value.chars().count() > 256 || key.starts_with("aws:") {
+    if key.is_empty()
+        || key.chars().count() > 128
+        || value.chars().count() > 256
+        || key.starts_with("aws:")
+    {
         return Err(Error::invalid(format!(
             "Tag '{}' is invalid: keys are 1-128 characters and may not start with 'aws:', values at most 256.",
             key.chars().take(128).collect::<String>()

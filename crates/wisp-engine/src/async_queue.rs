@@ -66,7 +66,10 @@ pub fn spawn_worker(engine: Arc<Engine>) {
             let notified = engine.queue.wake.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let capacity = engine.cfg.async_concurrency.saturating_sub(engine.queue.running().len());
+            let capacity = engine
+                .cfg
+                .async_concurrency
+                .saturating_sub(engine.queue.running().len());
             if capacity > 0 {
                 let now = wisp_core::time::now_ms();
                 let store = engine.store.clone();
@@ -74,7 +77,11 @@ pub fn spawn_worker(engine: Arc<Engine>) {
                 let due = tokio::task::spawn_blocking(move || store.due_events(now, fetch)).await;
                 match due {
                     Ok(Ok(events)) => {
-                        for event in events.into_iter().filter(|e| !engine.queue.running().contains(&e.id)).take(capacity) {
+                        for event in events
+                            .into_iter()
+                            .filter(|e| !engine.queue.running().contains(&e.id))
+                            .take(capacity)
+                        {
                             engine.queue.running().insert(event.id);
                             tokio::spawn(run_event(engine.clone(), event));
                         }
@@ -91,7 +98,11 @@ pub fn spawn_worker(engine: Arc<Engine>) {
                 _ => IDLE_POLL,
             };
             // With every slot busy, wait for one to free up (run_event notifies).
-            let sleep = if capacity == 0 { IDLE_POLL } else { sleep.max(Duration::from_millis(5)) };
+            let sleep = if capacity == 0 {
+                IDLE_POLL
+            } else {
+                sleep.max(Duration::from_millis(5))
+            };
             let _ = tokio::time::timeout(sleep, notified).await;
         }
     });
@@ -146,7 +157,11 @@ async fn attempt(engine: &Engine, event: &AsyncEvent) -> Attempt {
         }
         Err(e) => return Attempt::Failed(e.message),
     };
-    let invoked_arn = wisp_core::name::function_arn(&engine.cfg.region, &event.function, event.qualifier.as_deref());
+    let invoked_arn = wisp_core::name::function_arn(
+        &engine.cfg.region,
+        &event.function,
+        event.qualifier.as_deref(),
+    );
     let req = crate::InvokeRequest {
         target,
         request_id: event.request_id.clone(),

@@ -75,7 +75,11 @@ pub struct SpecCache {
 
 impl SpecCache {
     fn get(&self, name: &str) -> Option<Arc<FunctionRow>> {
-        self.latest.read().unwrap_or_else(|p| p.into_inner()).get(name).cloned()
+        self.latest
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
     }
     fn put(&self, name: &str, row: Arc<FunctionRow>) {
         let mut map = self.latest.write().unwrap_or_else(|p| p.into_inner());
@@ -86,7 +90,10 @@ impl SpecCache {
         map.insert(name.to_string(), row);
     }
     fn invalidate(&self, name: &str) {
-        self.latest.write().unwrap_or_else(|p| p.into_inner()).remove(name);
+        self.latest
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name);
     }
 }
 
@@ -144,7 +151,11 @@ impl Engine {
             .map_err(|e| Error::service(e.to_string()))?
             .map_err(store_err)?;
         if RuntimeKind::parse(runtime)? == RuntimeKind::Provided {
-            let bootstrap = self.blobs.code_dir(&sha).map_err(store_err)?.join("bootstrap");
+            let bootstrap = self
+                .blobs
+                .code_dir(&sha)
+                .map_err(store_err)?
+                .join("bootstrap");
             if bootstrap.is_file() {
                 // Zips made by tools that drop modes are common; Lambda would fail at
                 // init, wisp makes the entry point runnable.
@@ -177,8 +188,16 @@ impl Engine {
         for (k, v) in input.tags.iter().flatten() {
             crate::aliases::validate_tag(k, v)?;
         }
-        if self.store.get_function(&input.name).map_err(store_err)?.is_some() {
-            return Err(Error::conflict(format!("Function already exist: {}", input.name)));
+        if self
+            .store
+            .get_function(&input.name)
+            .map_err(store_err)?
+            .is_some()
+        {
+            return Err(Error::conflict(format!(
+                "Function already exist: {}",
+                input.name
+            )));
         }
         let (code_sha256, code_size) = self.store_package(&input.code, &runtime).await?;
         let spec = FunctionSpec {
@@ -196,8 +215,15 @@ impl Engine {
             revision_id: new_revision(),
             extra: input.extra,
         };
-        if !self.store.create_function(&spec, input.publish).map_err(store_err)? {
-            return Err(Error::conflict(format!("Function already exist: {}", input.name)));
+        if !self
+            .store
+            .create_function(&spec, input.publish)
+            .map_err(store_err)?
+        {
+            return Err(Error::conflict(format!(
+                "Function already exist: {}",
+                input.name
+            )));
         }
         self.cache.invalidate(&spec.name);
         if let Some(tags) = &input.tags {
@@ -205,7 +231,11 @@ impl Engine {
         }
         Ok(Resolved {
             spec: Arc::new(spec),
-            version: if input.publish { "1".into() } else { "$LATEST".into() },
+            version: if input.publish {
+                "1".into()
+            } else {
+                "$LATEST".into()
+            },
             reserved_concurrency: None,
             alias: None,
         })
@@ -254,7 +284,11 @@ impl Engine {
                     .ok_or_else(|| {
                         Error::not_found(format!(
                             "Function not found: {}",
-                            wisp_core::name::function_arn(&self.cfg.region, &fref.name, Some(&v.to_string()))
+                            wisp_core::name::function_arn(
+                                &self.cfg.region,
+                                &fref.name,
+                                Some(&v.to_string())
+                            )
                         ))
                     })?;
                 Ok(Resolved {
@@ -269,12 +303,21 @@ impl Engine {
     }
 
     /// Functions after `marker`, and the marker of the next page.
-    pub fn list_functions(&self, marker: Option<&str>, max_items: Option<usize>) -> Result<(Vec<FunctionSpec>, Option<String>)> {
+    pub fn list_functions(
+        &self,
+        marker: Option<&str>,
+        max_items: Option<usize>,
+    ) -> Result<(Vec<FunctionSpec>, Option<String>)> {
         let limit = max_items.unwrap_or(LIST_DEFAULT_ITEMS);
         if limit == 0 || limit > LIST_MAX_ITEMS {
-            return Err(Error::invalid(format!("MaxItems must be between 1 and {LIST_MAX_ITEMS}.")));
+            return Err(Error::invalid(format!(
+                "MaxItems must be between 1 and {LIST_MAX_ITEMS}."
+            )));
         }
-        let mut rows = self.store.list_functions(marker, limit + 1).map_err(store_err)?;
+        let mut rows = self
+            .store
+            .list_functions(marker, limit + 1)
+            .map_err(store_err)?;
         let next = if rows.len() > limit {
             rows.truncate(limit);
             rows.last().map(|r| r.latest.name.clone())
@@ -295,19 +338,30 @@ impl Engine {
     }
 
     fn commit_update(&self, spec: FunctionSpec, previous_revision: &str) -> Result<()> {
-        if !self.store.update_function(&spec, previous_revision).map_err(store_err)? {
+        if !self
+            .store
+            .update_function(&spec, previous_revision)
+            .map_err(store_err)?
+        {
             self.cache.invalidate(&spec.name);
             return Err(Error::conflict(
                 "The operation cannot be performed at this time. The function was changed by another request; retry.",
             ));
         }
         self.cache.invalidate(&spec.name);
-        self.dispatcher.retire(&spec.name, "$LATEST", &spec.revision_id);
+        self.dispatcher
+            .retire(&spec.name, "$LATEST", &spec.revision_id);
         self.collect_garbage();
         Ok(())
     }
 
-    pub async fn update_code(&self, function: &str, code: CodeInput, publish: bool, revision_id: Option<&str>) -> Result<Resolved> {
+    pub async fn update_code(
+        &self,
+        function: &str,
+        code: CodeInput,
+        publish: bool,
+        revision_id: Option<&str>,
+    ) -> Result<Resolved> {
         let _packages = self.gc_lock.read().await;
         let name = wisp_core::parse_function_ref(function)?.name;
         let row = self.latest_row(&name)?;
@@ -364,7 +418,12 @@ impl Engine {
         self.resolve(&name, None)
     }
 
-    pub fn publish_version(&self, function: &str, code_sha256: Option<&str>, revision_id: Option<&str>) -> Result<Resolved> {
+    pub fn publish_version(
+        &self,
+        function: &str,
+        code_sha256: Option<&str>,
+        revision_id: Option<&str>,
+    ) -> Result<Resolved> {
         let name = wisp_core::parse_function_ref(function)?.name;
         let row = self.latest_row(&name)?;
         Self::check_revision(&row.latest, revision_id)?;
@@ -410,7 +469,9 @@ impl Engine {
 
     pub fn delete_function(&self, function: &str, qualifier: Option<&str>) -> Result<()> {
         let fref = wisp_core::parse_function_ref(function)?;
-        let qualifier = fref.qualifier.or(qualifier.map(Qualifier::parse).transpose()?);
+        let qualifier = fref
+            .qualifier
+            .or(qualifier.map(Qualifier::parse).transpose()?);
         match qualifier {
             None => {
                 if !self.store.delete_function(&fref.name).map_err(store_err)? {
@@ -426,13 +487,19 @@ impl Engine {
             }
             Some(Qualifier::Version(v)) => {
                 self.check_version_unreferenced(&fref.name, v)?;
-                if !self.store.delete_version(&fref.name, v).map_err(store_err)? {
+                if !self
+                    .store
+                    .delete_version(&fref.name, v)
+                    .map_err(store_err)?
+                {
                     return Err(not_found(&fref.name, &self.cfg.region));
                 }
                 self.dispatcher.retire(&fref.name, &v.to_string(), "");
             }
             Some(Qualifier::Alias(_)) => {
-                return Err(Error::invalid("Deleting an alias is done with DeleteAlias."))
+                return Err(Error::invalid(
+                    "Deleting an alias is done with DeleteAlias.",
+                ))
             }
         }
         self.collect_garbage();
@@ -447,7 +514,11 @@ impl Engine {
                 self.cfg.max_concurrency
             )));
         }
-        if !self.store.set_reserved_concurrency(&name, Some(reserved)).map_err(store_err)? {
+        if !self
+            .store
+            .set_reserved_concurrency(&name, Some(reserved))
+            .map_err(store_err)?
+        {
             return Err(not_found(&name, &self.cfg.region));
         }
         self.cache.invalidate(&name);
@@ -461,7 +532,11 @@ impl Engine {
 
     pub fn delete_concurrency(&self, function: &str) -> Result<()> {
         let name = wisp_core::parse_function_ref(function)?.name;
-        if !self.store.set_reserved_concurrency(&name, None).map_err(store_err)? {
+        if !self
+            .store
+            .set_reserved_concurrency(&name, None)
+            .map_err(store_err)?
+        {
             return Err(not_found(&name, &self.cfg.region));
         }
         self.cache.invalidate(&name);
@@ -475,14 +550,27 @@ impl Engine {
             .map_err(|_| Error::not_found("No such code package."))
     }
 
-    pub fn records(&self, function: &str, after_seq: i64, limit: usize) -> Result<Vec<wisp_core::InvocationRecord>> {
+    pub fn records(
+        &self,
+        function: &str,
+        after_seq: i64,
+        limit: usize,
+    ) -> Result<Vec<wisp_core::InvocationRecord>> {
         let name = wisp_core::parse_function_ref(function)?.name;
-        self.store.records(&name, after_seq, limit.clamp(1, 1000)).map_err(store_err)
+        self.store
+            .records(&name, after_seq, limit.clamp(1, 1000))
+            .map_err(store_err)
     }
 
-    pub fn recent_records(&self, function: &str, limit: usize) -> Result<Vec<wisp_core::InvocationRecord>> {
+    pub fn recent_records(
+        &self,
+        function: &str,
+        limit: usize,
+    ) -> Result<Vec<wisp_core::InvocationRecord>> {
         let name = wisp_core::parse_function_ref(function)?.name;
-        self.store.recent_records(&name, limit.clamp(1, 1000)).map_err(store_err)
+        self.store
+            .recent_records(&name, limit.clamp(1, 1000))
+            .map_err(store_err)
     }
 
     /// Removes packages no function or version refers to any more, in the background.

@@ -165,7 +165,11 @@ impl Dispatcher {
     }
 
     /// Takes a warm instance or starts one. The bool says whether it is a cold start.
-    async fn checkout(&self, key: &PoolKey, target: &Resolved) -> Result<(Box<dyn Instance>, bool), StartError> {
+    async fn checkout(
+        &self,
+        key: &PoolKey,
+        target: &Resolved,
+    ) -> Result<(Box<dyn Instance>, bool), StartError> {
         let evicted = {
             let mut state = self.lock();
             state
@@ -191,10 +195,16 @@ impl Dispatcher {
             Ok(dir) => dir,
             Err(e) => {
                 self.lock().live -= 1;
-                return Err(StartError::Unavailable(format!("the function's code is unavailable: {e}")));
+                return Err(StartError::Unavailable(format!(
+                    "the function's code is unavailable: {e}"
+                )));
             }
         };
-        match self.executor.start(&target.spec, &target.version, code_dir).await {
+        match self
+            .executor
+            .start(&target.spec, &target.version, code_dir)
+            .await
+        {
             Ok(instance) => Ok((instance, true)),
             Err(e) => {
                 self.lock().live -= 1;
@@ -250,8 +260,14 @@ impl Dispatcher {
     /// everything that happened inside the function is in the result.
     pub async fn invoke(&self, req: InvokeRequest) -> Result<DispatchResult, Error> {
         let spec = req.target.spec.clone();
-        let _slot = self.admit(&spec.name, req.target.reserved_concurrency).await?;
-        let key: PoolKey = (spec.name.clone(), req.target.version.clone(), spec.revision_id.clone());
+        let _slot = self
+            .admit(&spec.name, req.target.reserved_concurrency)
+            .await?;
+        let key: PoolKey = (
+            spec.name.clone(),
+            req.target.version.clone(),
+            spec.revision_id.clone(),
+        );
         let start_ms = wisp_core::time::now_ms();
         let started = Instant::now();
         let invocation = Invocation {
@@ -268,13 +284,19 @@ impl Dispatcher {
         };
         let result = match self.checkout(&key, &req.target).await {
             Ok((mut instance, _cold)) => {
-                let mut lease = Lease { dispatcher: self, held: true };
+                let mut lease = Lease {
+                    dispatcher: self,
+                    held: true,
+                };
                 let result = instance.invoke(invocation).await;
                 lease.held = false;
                 self.checkin(key, instance, result.reusable);
                 result
             }
-            Err(StartError::Init { error_type, message }) => {
+            Err(StartError::Init {
+                error_type,
+                message,
+            }) => {
                 let body = serde_json::json!({ "errorMessage": message, "errorType": error_type });
                 InvokeResult {
                     outcome: Outcome::FunctionError {
@@ -290,10 +312,18 @@ impl Dispatcher {
             }
             Err(e) => {
                 tracing::error!(function = %spec.name, error = %e, "could not start an instance");
-                return Err(Error::service(format!("Could not start an instance of {}: {e}", spec.name)));
+                return Err(Error::service(format!(
+                    "Could not start an instance of {}: {e}",
+                    spec.name
+                )));
             }
         };
-        let log = format_log(&req.request_id, &req.target.version, spec.memory_mb, &result);
+        let log = format_log(
+            &req.request_id,
+            &req.target.version,
+            spec.memory_mb,
+            &result,
+        );
         let record = InvocationRecord {
             seq: 0,
             request_id: req.request_id.clone(),
@@ -355,7 +385,10 @@ fn format_log(request_id: &str, version: &str, memory_mb: u32, r: &InvokeResult)
     if !log.ends_with('\n') {
         log.push('\n');
     }
-    if let Outcome::Failed { status, message, .. } = &r.outcome {
+    if let Outcome::Failed {
+        status, message, ..
+    } = &r.outcome
+    {
         if *status != InvocationStatus::Success {
             log.push_str(message);
             log.push('\n');
@@ -381,7 +414,9 @@ async fn reaper(dispatcher: std::sync::Weak<Dispatcher>, keep_alive: Duration) {
     let mut tick = tokio::time::interval(period);
     loop {
         tick.tick().await;
-        let Some(d) = dispatcher.upgrade() else { return };
+        let Some(d) = dispatcher.upgrade() else {
+            return;
+        };
         let expired = {
             let mut state = d.lock();
             let now = d.now_ms();

@@ -51,12 +51,19 @@ impl Engine {
         payload: Bytes,
         client_context: Option<String>,
     ) -> Result<Invoked> {
-        let limit = if mode == InvokeMode::Event { ASYNC_PAYLOAD_MAX_BYTES } else { SYNC_PAYLOAD_MAX_BYTES };
+        let limit = if mode == InvokeMode::Event {
+            ASYNC_PAYLOAD_MAX_BYTES
+        } else {
+            SYNC_PAYLOAD_MAX_BYTES
+        };
         let payload = check_payload(&payload, limit, "Invoke")?;
         let target = self.resolve(function, qualifier)?;
         let request_id = uuid::Uuid::new_v4().to_string();
         let fref = wisp_core::parse_function_ref(function)?;
-        let shown_qualifier = fref.qualifier.map(|q| q.to_string()).or(qualifier.map(str::to_string));
+        let shown_qualifier = fref
+            .qualifier
+            .map(|q| q.to_string())
+            .or(qualifier.map(str::to_string));
         match mode {
             InvokeMode::DryRun => Ok(Invoked::DryRun),
             InvokeMode::Event => {

@@ -70,7 +70,8 @@ async fn writer(store: Arc<dyn Store>, retain: u64, mut rx: mpsc::Receiver<Msg>)
         if !batch.is_empty() {
             let records = std::mem::take(&mut batch);
             let store = store.clone();
-            let result = tokio::task::spawn_blocking(move || store.append_records(&records, retain)).await;
+            let result =
+                tokio::task::spawn_blocking(move || store.append_records(&records, retain)).await;
             match result {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => tracing::error!(error = %e, "could not write invocation records"),

@@ -24,8 +24,12 @@ fn check_auth_type(t: &str) -> Result<()> {
 fn check_invoke_mode(m: &str) -> Result<()> {
     match m {
         "BUFFERED" => Ok(()),
-        "RESPONSE_STREAM" => Err(Error::invalid("InvokeMode RESPONSE_STREAM is not supported by this server; use BUFFERED.")),
-        _ => Err(Error::invalid("InvokeMode must be BUFFERED or RESPONSE_STREAM.")),
+        "RESPONSE_STREAM" => Err(Error::invalid(
+            "InvokeMode RESPONSE_STREAM is not supported by this server; use BUFFERED.",
+        )),
+        _ => Err(Error::invalid(
+            "InvokeMode must be BUFFERED or RESPONSE_STREAM.",
+        )),
     }
 }
 
@@ -37,13 +41,19 @@ fn check_cors(cors: &serde_json::Value) -> Result<()> {
         let ok = match key.as_str() {
             "AllowCredentials" => value.is_boolean(),
             "MaxAge" => value.as_u64().is_some_and(|v| v <= 86_400),
-            "AllowHeaders" | "AllowMethods" | "AllowOrigins" | "ExposeHeaders" => value
-                .as_array()
-                .is_some_and(|a| a.len() <= 100 && a.iter().all(|v| v.as_str().is_some_and(|s| s.len() <= 1024))),
+            "AllowHeaders" | "AllowMethods" | "AllowOrigins" | "ExposeHeaders" => {
+                value.as_array().is_some_and(|a| {
+                    a.len() <= 100
+                        && a.iter()
+                            .all(|v| v.as_str().is_some_and(|s| s.len() <= 1024))
+                })
+            }
             _ => return Err(Error::invalid(format!("Cors has no field '{key}'."))),
         };
         if !ok {
-            return Err(Error::invalid(format!("Cors.{key} has the wrong type or is too long.")));
+            return Err(Error::invalid(format!(
+                "Cors.{key} has the wrong type or is too long."
+            )));
         }
     }
     Ok(())
@@ -53,7 +63,9 @@ impl Engine {
     /// `$LATEST` or an existing alias; versions cannot have URLs (as on AWS).
     fn url_qualifier(&self, function: &str, qualifier: Option<&str>) -> Result<(String, String)> {
         let fref = wisp_core::parse_function_ref(function)?;
-        let q = fref.qualifier.or(qualifier.map(Qualifier::parse).transpose()?);
+        let q = fref
+            .qualifier
+            .or(qualifier.map(Qualifier::parse).transpose()?);
         self.latest_row(&fref.name)?;
         let q = match q {
             None | Some(Qualifier::Latest) => "$LATEST".to_string(),
@@ -62,19 +74,32 @@ impl Engine {
                 a
             }
             Some(Qualifier::Version(_)) => {
-                return Err(Error::invalid("A function URL's qualifier must be $LATEST or an alias, not a version."))
+                return Err(Error::invalid(
+                    "A function URL's qualifier must be $LATEST or an alias, not a version.",
+                ))
             }
         };
         Ok((fref.name, q))
     }
 
     pub fn url_of(&self, url: &FunctionUrl) -> String {
-        format!("{}/{}/", self.cfg.url_base.trim_end_matches('/'), url.url_id)
+        format!(
+            "{}/{}/",
+            self.cfg.url_base.trim_end_matches('/'),
+            url.url_id
+        )
     }
 
-    pub fn create_url(&self, function: &str, qualifier: Option<&str>, input: UrlInput) -> Result<FunctionUrl> {
+    pub fn create_url(
+        &self,
+        function: &str,
+        qualifier: Option<&str>,
+        input: UrlInput,
+    ) -> Result<FunctionUrl> {
         let (name, q) = self.url_qualifier(function, qualifier)?;
-        let auth_type = input.auth_type.ok_or_else(|| Error::invalid("AuthType is required."))?;
+        let auth_type = input
+            .auth_type
+            .ok_or_else(|| Error::invalid("AuthType is required."))?;
         check_auth_type(&auth_type)?;
         let invoke_mode = input.invoke_mode.unwrap_or_else(|| "BUFFERED".into());
         check_invoke_mode(&invoke_mode)?;
@@ -109,7 +134,12 @@ impl Engine {
             .ok_or_else(|| Error::not_found("The resource you requested does not exist."))
     }
 
-    pub fn update_url(&self, function: &str, qualifier: Option<&str>, input: UrlInput) -> Result<FunctionUrl> {
+    pub fn update_url(
+        &self,
+        function: &str,
+        qualifier: Option<&str>,
+        input: UrlInput,
+    ) -> Result<FunctionUrl> {
         let mut url = self.get_url(function, qualifier)?;
         if let Some(t) = input.auth_type {
             check_auth_type(&t)?;
@@ -131,7 +161,9 @@ impl Engine {
     pub fn delete_url(&self, function: &str, qualifier: Option<&str>) -> Result<()> {
         let (name, q) = self.url_qualifier(function, qualifier)?;
         if !self.store.delete_url(&name, &q).map_err(store_err)? {
-            return Err(Error::not_found("The resource you requested does not exist."));
+            return Err(Error::not_found(
+                "The resource you requested does not exist.",
+            ));
         }
         Ok(())
     }

@@ -15,8 +15,13 @@ const ROOT: &str = "/sys/fs/cgroup";
 
 #[derive(Debug, Clone)]
 enum Mode {
-    V2 { base: PathBuf },
-    V1 { memory: PathBuf, pids: Option<PathBuf> },
+    V2 {
+        base: PathBuf,
+    },
+    V1 {
+        memory: PathBuf,
+        pids: Option<PathBuf>,
+    },
 }
 
 /// The server's cgroup subtree, if it has one.
@@ -66,7 +71,9 @@ fn destroy_tree(dir: &Path) {
 
 /// Removes the subtrees of servers that are gone.
 fn reap_stale(parent: &Path) {
-    let Ok(entries) = fs::read_dir(parent) else { return };
+    let Ok(entries) = fs::read_dir(parent) else {
+        return;
+    };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().to_string();
         if entry.path().is_dir() && name.bytes().all(|b| b.is_ascii_digit()) && !pid_alive(&name) {
@@ -84,7 +91,8 @@ impl Cgroups {
     pub fn detect() -> Self {
         let me = std::process::id().to_string();
         let v2_root = Path::new(ROOT);
-        let v2_controllers = fs::read_to_string(v2_root.join("cgroup.controllers")).unwrap_or_default();
+        let v2_controllers =
+            fs::read_to_string(v2_root.join("cgroup.controllers")).unwrap_or_default();
         if v2_controllers.split_whitespace().any(|c| c == "memory") {
             let parent = v2_root.join("wisp");
             let base = parent.join(&me);
@@ -143,14 +151,22 @@ impl Cgroups {
     }
 
     /// Creates the group of one instance with its limits.
-    pub fn create(&self, id: &str, memory_mb: u32, max_pids: u32) -> io::Result<Option<InstanceCgroup>> {
+    pub fn create(
+        &self,
+        id: &str,
+        memory_mb: u32,
+        max_pids: u32,
+    ) -> io::Result<Option<InstanceCgroup>> {
         let limit = (u64::from(memory_mb) * 1024 * 1024).to_string();
         let group = match &self.mode {
             None => return Ok(None),
             Some(Mode::V2 { base }) => {
                 let dir = base.join(id);
                 fs::create_dir(&dir)?;
-                let group = InstanceCgroup { dirs: vec![dir.clone()], v2: true };
+                let group = InstanceCgroup {
+                    dirs: vec![dir.clone()],
+                    v2: true,
+                };
                 write(&dir.join("memory.max"), &limit)?;
                 let _ = write(&dir.join("memory.swap.max"), "0");
                 let _ = write(&dir.join("pids.max"), &max_pids.to_string());
@@ -159,7 +175,10 @@ impl Cgroups {
             Some(Mode::V1 { memory, pids }) => {
                 let mem_dir = memory.join(id);
                 fs::create_dir(&mem_dir)?;
-                let mut group = InstanceCgroup { dirs: vec![mem_dir.clone()], v2: false };
+                let mut group = InstanceCgroup {
+                    dirs: vec![mem_dir.clone()],
+                    v2: false,
+                };
                 write(&mem_dir.join("memory.limit_in_bytes"), &limit)?;
                 // Without swap accounting this file is absent; with it, swap must not
                 // become a way around the limit.
@@ -190,7 +209,9 @@ impl InstanceCgroup {
     pub fn procs_files(&self) -> Vec<CString> {
         self.dirs
             .iter()
-            .filter_map(|d| CString::new(d.join("cgroup.procs").into_os_string().into_encoded_bytes()).ok())
+            .filter_map(|d| {
+                CString::new(d.join("cgroup.procs").into_os_string().into_encoded_bytes()).ok()
+            })
             .collect()
     }
 
@@ -200,23 +221,44 @@ impl InstanceCgroup {
 
     /// Starts a new peak-memory measurement (v1 resets on write; v2 since Linux 6.12).
     pub fn reset_peak(&self) {
-        let file = if self.v2 { "memory.peak" } else { "memory.max_usage_in_bytes" };
-        let _ = write(&self.memory_dir().join(file), if self.v2 { "reset" } else { "0" });
+        let file = if self.v2 {
+            "memory.peak"
+        } else {
+            "memory.max_usage_in_bytes"
+        };
+        let _ = write(
+            &self.memory_dir().join(file),
+            if self.v2 { "reset" } else { "0" },
+        );
     }
 
     pub fn peak_bytes(&self) -> Option<u64> {
-        let file = if self.v2 { "memory.peak" } else { "memory.max_usage_in_bytes" };
-        fs::read_to_string(self.memory_dir().join(file)).ok()?.trim().parse().ok()
+        let file = if self.v2 {
+            "memory.peak"
+        } else {
+            "memory.max_usage_in_bytes"
+        };
+        fs::read_to_string(self.memory_dir().join(file))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
     }
 
     /// How many times the kernel's OOM killer has killed a process in this group.
     pub fn oom_kills(&self) -> u64 {
-        let file = if self.v2 { "memory.events" } else { "memory.oom_control" };
+        let file = if self.v2 {
+            "memory.events"
+        } else {
+            "memory.oom_control"
+        };
         fs::read_to_string(self.memory_dir().join(file))
             .ok()
             .and_then(|s| {
-                s.lines()
-                    .find_map(|l| l.strip_prefix("oom_kill ").and_then(|n| n.trim().parse().ok()))
+                s.lines().find_map(|l| {
+                    l.strip_prefix("oom_kill ")
+                        .and_then(|n| n.trim().parse().ok())
+                })
             })
             .unwrap_or(0)
     }

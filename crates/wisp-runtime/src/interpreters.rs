@@ -23,7 +23,10 @@ async fn output_of(program: &Path, args: &[&str]) -> Option<String> {
         .env_remove("PYTHONPATH")
         .kill_on_drop(true)
         .output();
-    let out = tokio::time::timeout(Duration::from_secs(10), run).await.ok()?.ok()?;
+    let out = tokio::time::timeout(Duration::from_secs(10), run)
+        .await
+        .ok()?
+        .ok()?;
     out.status
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
@@ -53,24 +56,32 @@ impl Interpreters {
         let mut found = Interpreters::default();
         let mut names: Vec<String> = (6..=20).map(|m| format!("python3.{m}")).collect();
         names.push("python3".into());
-        const PROBE_ARGS: &[&str] = &["-S", "-c", "import sys; print(sys.version_info[1]); print(sys.executable)"];
+        const PROBE_ARGS: &[&str] = &[
+            "-S",
+            "-c",
+            "import sys; print(sys.version_info[1]); print(sys.executable)",
+        ];
         // Probed concurrently: each launcher shim can cost ~100 ms.
         let pythons = candidates(&names);
-        let outputs = futures_util::future::join_all(
-            pythons.iter().map(|c| output_of(c, PROBE_ARGS)),
-        )
-        .await;
+        let outputs =
+            futures_util::future::join_all(pythons.iter().map(|c| output_of(c, PROBE_ARGS))).await;
         for out in outputs {
             let Some(out) = out else { continue };
             let mut lines = out.lines();
-            let (Some(minor), Some(exe)) = (lines.next(), lines.next()) else { continue };
-            let (Ok(minor), exe) = (minor.parse::<u32>(), PathBuf::from(exe)) else { continue };
+            let (Some(minor), Some(exe)) = (lines.next(), lines.next()) else {
+                continue;
+            };
+            let (Ok(minor), exe) = (minor.parse::<u32>(), PathBuf::from(exe)) else {
+                continue;
+            };
             if exe.is_file() {
                 found.python.entry(minor).or_insert(exe);
             }
         }
         for candidate in candidates(&["node".into(), "nodejs".into()]) {
-            let Some(version) = output_of(&candidate, &["--version"]).await else { continue };
+            let Some(version) = output_of(&candidate, &["--version"]).await else {
+                continue;
+            };
             let major = version
                 .trim_start_matches('v')
                 .split('.')

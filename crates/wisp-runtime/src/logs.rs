@@ -61,11 +61,17 @@ fn read_available(fd: &OwnedFd, buffer: &Buffer, chunk: &mut [u8]) -> io::Result
     }
 }
 
-async fn pump(fd: OwnedFd, buffer: Arc<Buffer>, mut settle_rx: mpsc::Receiver<oneshot::Sender<()>>) {
+async fn pump(
+    fd: OwnedFd,
+    buffer: Arc<Buffer>,
+    mut settle_rx: mpsc::Receiver<oneshot::Sender<()>>,
+) {
     let Ok(()) = set_nonblocking(&fd) else { return };
     // SAFETY: `fd` is an owned descriptor that the AsyncFd takes over; nothing else can
     // close it or register it while the AsyncFd lives.
-    let Ok(afd) = (unsafe { AsyncFd::register(fd) }) else { return };
+    let Ok(afd) = (unsafe { AsyncFd::register(fd) }) else {
+        return;
+    };
     let mut chunk = vec![0u8; 64 * 1024];
     loop {
         tokio::select! {
@@ -122,14 +128,19 @@ impl LogCapture {
     pub fn take(&self) -> String {
         let (buf, dropped) = {
             let mut s = self.buffer.state.lock().unwrap_or_else(|p| p.into_inner());
-            (std::mem::take(&mut s.buf), std::mem::replace(&mut s.dropped, 0))
+            (
+                std::mem::take(&mut s.buf),
+                std::mem::replace(&mut s.dropped, 0),
+            )
         };
         let mut text = String::from_utf8_lossy(&buf).into_owned();
         if dropped > 0 {
             if !text.ends_with('\n') {
                 text.push('\n');
             }
-            text.push_str(&format!("[wisp: output truncated, {dropped} bytes dropped]\n"));
+            text.push_str(&format!(
+                "[wisp: output truncated, {dropped} bytes dropped]\n"
+            ));
         }
         text
     }
@@ -150,7 +161,10 @@ mod tests {
         assert_eq!(capture.take(), "hello\n");
         w.write_all(b"0123456789abcdef").unwrap();
         capture.settle().await;
-        assert_eq!(capture.take(), "0123456789\n[wisp: output truncated, 6 bytes dropped]\n");
+        assert_eq!(
+            capture.take(),
+            "0123456789\n[wisp: output truncated, 6 bytes dropped]\n"
+        );
         drop(w);
         capture.settle().await;
         assert_eq!(capture.take(), "");

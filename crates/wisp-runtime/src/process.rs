@@ -69,7 +69,10 @@ impl ProcessExecutor {
         }
         // A package.json with "type": "module" in some folder above the data dir would
         // otherwise make Node load the bootstrap as an ES module.
-        std::fs::write(runtime_dir.join("node").join("package.json"), "{\"type\":\"commonjs\"}\n")?;
+        std::fs::write(
+            runtime_dir.join("node").join("package.json"),
+            "{\"type\":\"commonjs\"}\n",
+        )?;
         Ok(ProcessExecutor {
             cfg: Arc::new(cfg),
             instances_dir,
@@ -98,7 +101,11 @@ impl ProcessExecutor {
             RuntimeKind::Python { .. } => {
                 let dir = self.runtime_dir.join("python");
                 let script = dir.join("bootstrap.py").to_string_lossy().into_owned();
-                let args = ["-S", "-u", "-B"].map(String::from).into_iter().chain([script]).collect();
+                let args = ["-S", "-u", "-B"]
+                    .map(String::from)
+                    .into_iter()
+                    .chain([script])
+                    .collect();
                 (interpreter.unwrap_or_default(), args, dir)
             }
             RuntimeKind::Node { .. } => {
@@ -122,7 +129,11 @@ impl ProcessExecutor {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let dir = self.instances_dir.join(&id);
         std::fs::create_dir_all(dir.join("tmp"))?;
-        let cgroup = match self.cfg.cgroups.create(&id, spec.memory_mb, INSTANCE_MAX_PIDS) {
+        let cgroup = match self
+            .cfg
+            .cgroups
+            .create(&id, spec.memory_mb, INSTANCE_MAX_PIDS)
+        {
             Ok(cg) => cg.map(Arc::new),
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&dir);
@@ -149,11 +160,20 @@ impl ProcessExecutor {
                 ("AWS_LAMBDA_RUNTIME_API", api.addr.to_string()),
                 ("_HANDLER", spec.handler.clone()),
                 ("LAMBDA_TASK_ROOT", code_dir.to_string_lossy().into_owned()),
-                ("LAMBDA_RUNTIME_DIR", runtime_dir.to_string_lossy().into_owned()),
+                (
+                    "LAMBDA_RUNTIME_DIR",
+                    runtime_dir.to_string_lossy().into_owned(),
+                ),
                 ("AWS_LAMBDA_FUNCTION_NAME", spec.name.clone()),
-                ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", spec.memory_mb.to_string()),
+                (
+                    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+                    spec.memory_mb.to_string(),
+                ),
                 ("AWS_LAMBDA_FUNCTION_VERSION", version.to_string()),
-                ("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/{}", spec.name)),
+                (
+                    "AWS_LAMBDA_LOG_GROUP_NAME",
+                    format!("/aws/lambda/{}", spec.name),
+                ),
                 ("AWS_LAMBDA_LOG_STREAM_NAME", stream),
                 ("AWS_REGION", self.cfg.region.clone()),
                 ("AWS_DEFAULT_REGION", self.cfg.region.clone()),
@@ -174,7 +194,8 @@ impl ProcessExecutor {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
-        let procs_files: Vec<CString> = cgroup.as_ref().map(|c| c.procs_files()).unwrap_or_default();
+        let procs_files: Vec<CString> =
+            cgroup.as_ref().map(|c| c.procs_files()).unwrap_or_default();
         // SAFETY: the closure runs in the forked child before exec. It calls only
         // async-signal-safe functions (setsid, prctl, open, write, close) on memory
         // allocated before the fork, and allocates nothing itself.
@@ -332,7 +353,10 @@ impl ProcessInstance {
     /// Explains a process that is gone: over its memory, or exited on its own.
     fn exit_outcome(&self, status: ExitStatus, oom_before: u64, request_id: &str) -> Outcome {
         use std::os::unix::process::ExitStatusExt;
-        let oom = self.cgroup.as_ref().is_some_and(|c| c.oom_kills() > oom_before);
+        let oom = self
+            .cgroup
+            .as_ref()
+            .is_some_and(|c| c.oom_kills() > oom_before);
         let how = match (status.code(), status.signal()) {
             (Some(code), _) => format!("exit status {code}"),
             (None, Some(9)) => "signal: killed".to_string(),
@@ -385,7 +409,9 @@ impl ProcessInstance {
                 Waited::OverMemory => Err(failed(
                     InvocationStatus::OutOfMemory,
                     "Runtime.OutOfMemory",
-                    format!("RequestId: {request_id} Error: Runtime exited with error: signal: killed"),
+                    format!(
+                        "RequestId: {request_id} Error: Runtime exited with error: signal: killed"
+                    ),
                 )),
             };
         }
@@ -428,10 +454,15 @@ impl ProcessInstance {
         let (outcome, reusable) = loop {
             match self.wait(deadline).await {
                 Waited::Event(ApiEvent::Next) => continue,
-                Waited::Event(ApiEvent::Response { request_id: id, body }) if id == request_id => {
-                    break (Outcome::Success(body), true)
-                }
-                Waited::Event(ApiEvent::Error { request_id: id, error_type, body }) if id == request_id => {
+                Waited::Event(ApiEvent::Response {
+                    request_id: id,
+                    body,
+                }) if id == request_id => break (Outcome::Success(body), true),
+                Waited::Event(ApiEvent::Error {
+                    request_id: id,
+                    error_type,
+                    body,
+                }) if id == request_id => {
                     break (Outcome::FunctionError { error_type, body }, true)
                 }
                 Waited::Event(ApiEvent::ResponseTooLarge { .. }) => {
@@ -451,19 +482,32 @@ impl ProcessInstance {
                     break (Outcome::FunctionError { error_type, body }, false)
                 }
                 Waited::Event(_) => continue,
-                Waited::Exited(status) => break (self.exit_outcome(status, oom_before, &request_id), false),
+                Waited::Exited(status) => {
+                    break (self.exit_outcome(status, oom_before, &request_id), false)
+                }
                 Waited::TimedOut => {
                     let now = wisp_core::time::lambda_timestamp(wisp_core::time::now_ms());
                     let message = format!(
                         "{now} {request_id} Task timed out after {:.2} seconds",
                         self.timeout.as_secs_f64()
                     );
-                    break (failed(InvocationStatus::Timeout, "Sandbox.Timedout", message), false);
+                    break (
+                        failed(InvocationStatus::Timeout, "Sandbox.Timedout", message),
+                        false,
+                    );
                 }
                 Waited::OverMemory => {
-                    let message =
-                        format!("RequestId: {request_id} Error: Runtime exited with error: signal: killed");
-                    break (failed(InvocationStatus::OutOfMemory, "Runtime.OutOfMemory", message), false);
+                    let message = format!(
+                        "RequestId: {request_id} Error: Runtime exited with error: signal: killed"
+                    );
+                    break (
+                        failed(
+                            InvocationStatus::OutOfMemory,
+                            "Runtime.OutOfMemory",
+                            message,
+                        ),
+                        false,
+                    );
                 }
             }
         };
@@ -471,7 +515,13 @@ impl ProcessInstance {
         self.conclude(outcome, init_ms, run_ms, reusable).await
     }
 
-    async fn conclude(&mut self, outcome: Outcome, init_ms: Option<f64>, run_ms: f64, reusable: bool) -> InvokeResult {
+    async fn conclude(
+        &mut self,
+        outcome: Outcome,
+        init_ms: Option<f64>,
+        run_ms: f64,
+        reusable: bool,
+    ) -> InvokeResult {
         let max_memory_mb = self.peak_memory_mb();
         if !reusable {
             // Kill first, so that the pipes reach end of file and settle reads everything.

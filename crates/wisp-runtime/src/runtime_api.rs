@@ -37,10 +37,22 @@ pub struct Delivered {
 pub enum ApiEvent {
     /// The runtime asked for work: on the first call, its initialisation is complete.
     Next,
-    Response { request_id: String, body: Bytes },
-    Error { request_id: String, error_type: String, body: Bytes },
-    InitError { error_type: String, body: Bytes },
-    ResponseTooLarge { request_id: String },
+    Response {
+        request_id: String,
+        body: Bytes,
+    },
+    Error {
+        request_id: String,
+        error_type: String,
+        body: Bytes,
+    },
+    InitError {
+        error_type: String,
+        body: Bytes,
+    },
+    ResponseTooLarge {
+        request_id: String,
+    },
 }
 
 struct ApiState {
@@ -69,14 +81,22 @@ fn runtime_error(status: StatusCode, error_type: &str, message: &str) -> Respons
 }
 
 fn accepted() -> Response {
-    (StatusCode::ACCEPTED, axum::Json(serde_json::json!({"status": "OK"}))).into_response()
+    (
+        StatusCode::ACCEPTED,
+        axum::Json(serde_json::json!({"status": "OK"})),
+    )
+        .into_response()
 }
 
 async fn next(State(state): State<Arc<ApiState>>) -> Response {
     let _ = state.events.send(ApiEvent::Next).await;
     let delivered = state.invocations.lock().await.recv().await;
     let Some(d) = delivered else {
-        return runtime_error(StatusCode::GONE, "InstanceStopping", "the instance is stopping");
+        return runtime_error(
+            StatusCode::GONE,
+            "InstanceStopping",
+            "the instance is stopping",
+        );
     };
     *state.current.lock().unwrap_or_else(|p| p.into_inner()) = Some(d.request_id.clone());
     let mut headers = HeaderMap::new();
@@ -87,7 +107,10 @@ async fn next(State(state): State<Arc<ApiState>>) -> Response {
     };
     put("lambda-runtime-aws-request-id", &d.request_id);
     put("lambda-runtime-deadline-ms", &d.deadline_ms.to_string());
-    put("lambda-runtime-invoked-function-arn", &d.invoked_function_arn);
+    put(
+        "lambda-runtime-invoked-function-arn",
+        &d.invoked_function_arn,
+    );
     put("lambda-runtime-trace-id", &d.trace_id);
     if let Some(cc) = &d.client_context {
         put("lambda-runtime-client-context", cc);
@@ -107,12 +130,19 @@ fn finish(state: &ApiState, id: &str) -> bool {
     }
 }
 
-async fn response(State(state): State<Arc<ApiState>>, Path(id): Path<String>, body: Body) -> Response {
+async fn response(
+    State(state): State<Arc<ApiState>>,
+    Path(id): Path<String>,
+    body: Body,
+) -> Response {
     let body = match to_bytes(body, SYNC_PAYLOAD_MAX_BYTES).await {
         Ok(b) => b,
         Err(_) => {
             if finish(&state, &id) {
-                let _ = state.events.send(ApiEvent::ResponseTooLarge { request_id: id }).await;
+                let _ = state
+                    .events
+                    .send(ApiEvent::ResponseTooLarge { request_id: id })
+                    .await;
             }
             return runtime_error(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -122,15 +152,27 @@ async fn response(State(state): State<Arc<ApiState>>, Path(id): Path<String>, bo
         }
     };
     if !finish(&state, &id) {
-        return runtime_error(StatusCode::BAD_REQUEST, "InvalidRequestID", "Invalid request ID");
+        return runtime_error(
+            StatusCode::BAD_REQUEST,
+            "InvalidRequestID",
+            "Invalid request ID",
+        );
     }
-    let _ = state.events.send(ApiEvent::Response { request_id: id, body }).await;
+    let _ = state
+        .events
+        .send(ApiEvent::Response {
+            request_id: id,
+            body,
+        })
+        .await;
     accepted()
 }
 
 /// Reads an error document, normalising it to `{"errorMessage","errorType",...}`.
 async fn error_document(headers: &HeaderMap, body: Body) -> (String, Bytes) {
-    let raw = to_bytes(body, ERROR_BODY_MAX_BYTES).await.unwrap_or_default();
+    let raw = to_bytes(body, ERROR_BODY_MAX_BYTES)
+        .await
+        .unwrap_or_default();
     let header_type = headers
         .get("lambda-runtime-function-error-type")
         .and_then(|v| v.to_str().ok())
@@ -164,18 +206,33 @@ async fn error(
 ) -> Response {
     let (error_type, body) = error_document(&headers, body).await;
     if !finish(&state, &id) {
-        return runtime_error(StatusCode::BAD_REQUEST, "InvalidRequestID", "Invalid request ID");
+        return runtime_error(
+            StatusCode::BAD_REQUEST,
+            "InvalidRequestID",
+            "Invalid request ID",
+        );
     }
     let _ = state
         .events
-        .send(ApiEvent::Error { request_id: id, error_type, body })
+        .send(ApiEvent::Error {
+            request_id: id,
+            error_type,
+            body,
+        })
         .await;
     accepted()
 }
 
-async fn init_error(State(state): State<Arc<ApiState>>, headers: HeaderMap, body: Body) -> Response {
+async fn init_error(
+    State(state): State<Arc<ApiState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let (error_type, body) = error_document(&headers, body).await;
-    let _ = state.events.send(ApiEvent::InitError { error_type, body }).await;
+    let _ = state
+        .events
+        .send(ApiEvent::InitError { error_type, body })
+        .await;
     accepted()
 }
 
@@ -193,7 +250,10 @@ impl RuntimeApi {
         });
         let app = Router::new()
             .route("/2018-06-01/runtime/invocation/next", get(next))
-            .route("/2018-06-01/runtime/invocation/{id}/response", post(response))
+            .route(
+                "/2018-06-01/runtime/invocation/{id}/response",
+                post(response),
+            )
             .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
             .route("/2018-06-01/runtime/init/error", post(init_error))
             .with_state(state);

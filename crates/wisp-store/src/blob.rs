@@ -52,7 +52,9 @@ impl FsBlobStore {
     }
 
     fn tmp_path(&self) -> PathBuf {
-        self.root.join("tmp").join(uuid::Uuid::new_v4().simple().to_string())
+        self.root
+            .join("tmp")
+            .join(uuid::Uuid::new_v4().simple().to_string())
     }
 
     fn check_sha(sha: &str) -> Result<()> {
@@ -135,7 +137,9 @@ impl BlobStore for FsBlobStore {
         for entry in fs::read_dir(&blobs).map_err(io_err(&blobs))? {
             let entry = entry.map_err(io_err(&blobs))?;
             let name = entry.file_name().to_string_lossy().to_string();
-            let Some(sha) = name.strip_suffix(".zip") else { continue };
+            let Some(sha) = name.strip_suffix(".zip") else {
+                continue;
+            };
             if !keep.iter().any(|k| k == sha) {
                 let _ = fs::remove_file(entry.path());
                 let _ = fs::remove_dir_all(self.root.join("code").join(sha));
@@ -167,7 +171,10 @@ mod tests {
         let a = store.put_package(&zip).unwrap();
         let b = store.put_package(&zip).unwrap();
         assert_eq!(a, b);
-        assert_eq!(fs::read(store.code_dir(&a).unwrap().join("app.py")).unwrap(), b"print(1)");
+        assert_eq!(
+            fs::read(store.code_dir(&a).unwrap().join("app.py")).unwrap(),
+            b"print(1)"
+        );
         assert_eq!(store.read_package(&a).unwrap(), zip);
         assert!(store.code_dir("../../etc").is_err());
         assert_eq!(store.collect_garbage(&[]).unwrap(), 1);
@@ -180,7 +187,11 @@ mod tests {
         let store = FsBlobStore::open(dir.path(), UnpackLimits::default()).unwrap();
         assert!(store.put_package(&zip_of("../evil", b"x")).is_err());
         for sub in ["blobs", "code", "tmp"] {
-            assert_eq!(fs::read_dir(dir.path().join(sub)).unwrap().count(), 0, "{sub}");
+            assert_eq!(
+                fs::read_dir(dir.path().join(sub)).unwrap().count(),
+                0,
+                "{sub}"
+            );
         }
         assert!(!dir.path().join("evil").exists());
     }

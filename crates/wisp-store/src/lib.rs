@@ -120,7 +120,11 @@ pub trait Store: Send + Sync + 'static {
     /// A function's tags; `None` if the function does not exist.
     fn tags(&self, function: &str) -> Result<Option<std::collections::BTreeMap<String, String>>>;
     /// Replaces a function's tags; `Ok(false)` if the function does not exist.
-    fn set_tags(&self, function: &str, tags: &std::collections::BTreeMap<String, String>) -> Result<bool>;
+    fn set_tags(
+        &self,
+        function: &str,
+        tags: &std::collections::BTreeMap<String, String>,
+    ) -> Result<bool>;
 
     /// Inserts a URL config; `Ok(false)` if the function already has one for the qualifier.
     fn create_url(&self, url: &FunctionUrl) -> Result<bool>;
@@ -144,7 +148,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Appends records in one transaction and prunes the oldest beyond `retain`.
     fn append_records(&self, records: &[InvocationRecord], retain: u64) -> Result<()>;
-    fn records(&self, function: &str, after_seq: i64, limit: usize) -> Result<Vec<InvocationRecord>>;
+    fn records(
+        &self,
+        function: &str,
+        after_seq: i64,
+        limit: usize,
+    ) -> Result<Vec<InvocationRecord>>;
     /// The newest `limit` records of a function, oldest first.
     fn recent_records(&self, function: &str, limit: usize) -> Result<Vec<InvocationRecord>>;
 }

@@ -28,7 +28,9 @@ impl Default for UnpackLimits {
 /// Why a package was refused. The messages are shown to the uploader as they are.
 #[derive(Debug, thiserror::Error)]
 pub enum PackageError {
-    #[error("Could not unzip uploaded file. Please check your file, then try to upload again. ({0})")]
+    #[error(
+        "Could not unzip uploaded file. Please check your file, then try to upload again. ({0})"
+    )]
     NotAZip(String),
     #[error("The package has {0} entries; the limit is {1}.")]
     TooManyEntries(usize, usize),
@@ -70,7 +72,10 @@ pub fn unpack(zip: &[u8], dest: &Path, limits: UnpackLimits) -> Result<u64, Pack
     let mut archive = zip::ZipArchive::new(io::Cursor::new(zip))
         .map_err(|e| PackageError::NotAZip(e.to_string()))?;
     if archive.len() > limits.max_entries {
-        return Err(PackageError::TooManyEntries(archive.len(), limits.max_entries));
+        return Err(PackageError::TooManyEntries(
+            archive.len(),
+            limits.max_entries,
+        ));
     }
     let mut total: u64 = 0;
     for index in 0..archive.len() {
@@ -107,13 +112,14 @@ pub fn unpack(zip: &[u8], dest: &Path, limits: UnpackLimits) -> Result<u64, Pack
             Err(e) => return Err(e.into()),
         };
         let remaining = limits.max_total_bytes - total;
-        let written = io::copy(&mut (&mut entry).take(remaining + 1), &mut file)
-            .map_err(|e| match e.kind() {
+        let written = io::copy(&mut (&mut entry).take(remaining + 1), &mut file).map_err(|e| {
+            match e.kind() {
                 io::ErrorKind::InvalidData | io::ErrorKind::UnexpectedEof => {
                     PackageError::NotAZip(e.to_string())
                 }
                 _ => PackageError::Io(e),
-            })?;
+            }
+        })?;
         if written > remaining {
             return Err(PackageError::TooLarge(limits.max_total_bytes));
         }
@@ -157,10 +163,16 @@ mod tests {
 
     #[test]
     fn unpacks_normal_packages_with_modes() {
-        let zip = build(&[("app.py", b"x=1", None), ("bin/run", b"#!/bin/sh", Some(0o755))]);
+        let zip = build(&[
+            ("app.py", b"x=1", None),
+            ("bin/run", b"#!/bin/sh", Some(0o755)),
+        ]);
         let dir = check(&zip, UnpackLimits::default(), true);
         assert_eq!(fs::read(dir.path().join("app.py")).unwrap(), b"x=1");
-        let mode = fs::metadata(dir.path().join("bin/run")).unwrap().permissions().mode();
+        let mode = fs::metadata(dir.path().join("bin/run"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o111, 0o111);
     }
 
@@ -171,10 +183,14 @@ mod tests {
         check(&build(&[("a/../../evil", b"x", None)]), limits, false);
         check(&build(&[("/tmp/evil", b"x", None)]), limits, false);
         let mut w = zip::ZipWriter::new(io::Cursor::new(Vec::new()));
-        w.add_symlink("link", "/etc/passwd", SimpleFileOptions::default()).unwrap();
+        w.add_symlink("link", "/etc/passwd", SimpleFileOptions::default())
+            .unwrap();
         check(&w.finish().unwrap().into_inner(), limits, false);
         check(b"not a zip", limits, false);
-        let small = UnpackLimits { max_total_bytes: 1000, max_entries: 3 };
+        let small = UnpackLimits {
+            max_total_bytes: 1000,
+            max_entries: 3,
+        };
         check(&build(&[("big", &[0u8; 1001], None)]), small, false);
         check(&build(&[("ok", &[0u8; 1000], None)]), small, true);
         let many: Vec<(String, &[u8], Option<u32>)> =

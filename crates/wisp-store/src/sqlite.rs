@@ -123,7 +123,11 @@ fn alias_of(doc: &str) -> Result<Alias> {
     parse_doc(doc)
 }
 
-fn row_to_function(name_spec: String, next_version: i64, reserved: Option<i64>) -> Result<FunctionRow> {
+fn row_to_function(
+    name_spec: String,
+    next_version: i64,
+    reserved: Option<i64>,
+) -> Result<FunctionRow> {
     Ok(FunctionRow {
         latest: from_json(&name_spec)?,
         next_version: next_version as u64,
@@ -174,7 +178,10 @@ impl Store for SqliteStore {
                 "INSERT INTO versions (name, version, spec) VALUES (?1, 1, ?2)",
                 params![spec.name, to_json(spec)?],
             )?;
-            tx.execute("UPDATE functions SET next_version = 2 WHERE name = ?1", params![spec.name])?;
+            tx.execute(
+                "UPDATE functions SET next_version = 2 WHERE name = ?1",
+                params![spec.name],
+            )?;
         }
         tx.commit()?;
         Ok(true)
@@ -186,7 +193,13 @@ impl Store for SqliteStore {
             .query_row(
                 "SELECT spec, next_version, reserved_concurrency FROM functions WHERE name = ?1",
                 params![name],
-                |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, Option<i64>>(2)?)),
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, Option<i64>>(2)?,
+                    ))
+                },
             )
             .optional()?;
         row.map(|(s, n, r)| row_to_function(s, n, r)).transpose()
@@ -199,7 +212,11 @@ impl Store for SqliteStore {
              WHERE name > ?1 ORDER BY name LIMIT ?2",
         )?;
         let rows = stmt.query_map(params![after.unwrap_or(""), limit as i64], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, Option<i64>>(2)?))
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, Option<i64>>(2)?,
+            ))
         })?;
         let mut out = Vec::new();
         for row in rows {
@@ -213,9 +230,15 @@ impl Store for SqliteStore {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let current: Option<String> = tx
-            .query_row("SELECT spec FROM functions WHERE name = ?1", params![spec.name], |r| r.get(0))
+            .query_row(
+                "SELECT spec FROM functions WHERE name = ?1",
+                params![spec.name],
+                |r| r.get(0),
+            )
             .optional()?;
-        let Some(current) = current else { return Ok(false) };
+        let Some(current) = current else {
+            return Ok(false);
+        };
         if from_json(&current)?.revision_id != expected_revision {
             return Ok(false);
         }
@@ -234,7 +257,10 @@ impl Store for SqliteStore {
         tx.execute("DELETE FROM versions WHERE name = ?1", params![name])?;
         tx.execute("DELETE FROM aliases WHERE function = ?1", params![name])?;
         tx.execute("DELETE FROM tags WHERE function = ?1", params![name])?;
-        tx.execute("DELETE FROM function_urls WHERE function = ?1", params![name])?;
+        tx.execute(
+            "DELETE FROM function_urls WHERE function = ?1",
+            params![name],
+        )?;
         tx.execute(
             "DELETE FROM async_events WHERE function = ?1 AND state = 'pending'",
             params![name],
@@ -253,7 +279,9 @@ impl Store for SqliteStore {
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()?;
-        let Some((spec, next)) = row else { return Ok(None) };
+        let Some((spec, next)) = row else {
+            return Ok(None);
+        };
         let latest = from_json(&spec)?;
         let newest: Option<(i64, String)> = tx
             .query_row(
@@ -296,7 +324,9 @@ impl Store for SqliteStore {
         let conn = self.conn();
         let mut stmt =
             conn.prepare("SELECT version, spec FROM versions WHERE name = ?1 ORDER BY version")?;
-        let rows = stmt.query_map(params![name], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
+        let rows = stmt.query_map(params![name], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+        })?;
         let mut out = Vec::new();
         for row in rows {
             let (v, s) = row?;
@@ -342,7 +372,11 @@ impl Store for SqliteStore {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let exists: Option<i64> = tx
-            .query_row("SELECT 1 FROM functions WHERE name = ?1", params![alias.function], |r| r.get(0))
+            .query_row(
+                "SELECT 1 FROM functions WHERE name = ?1",
+                params![alias.function],
+                |r| r.get(0),
+            )
             .optional()?;
         if exists.is_none() {
             return Ok(false);
@@ -411,25 +445,43 @@ impl Store for SqliteStore {
     fn tags(&self, function: &str) -> Result<Option<std::collections::BTreeMap<String, String>>> {
         let conn = self.conn();
         let exists: Option<i64> = conn
-            .query_row("SELECT 1 FROM functions WHERE name = ?1", params![function], |r| r.get(0))
+            .query_row(
+                "SELECT 1 FROM functions WHERE name = ?1",
+                params![function],
+                |r| r.get(0),
+            )
             .optional()?;
         if exists.is_none() {
             return Ok(None);
         }
         let doc: Option<String> = conn
-            .query_row("SELECT doc FROM tags WHERE function = ?1", params![function], |r| r.get(0))
+            .query_row(
+                "SELECT doc FROM tags WHERE function = ?1",
+                params![function],
+                |r| r.get(0),
+            )
             .optional()?;
         match doc {
-            Some(d) => serde_json::from_str(&d).map(Some).map_err(|e| StoreError::Corrupt(e.to_string())),
+            Some(d) => serde_json::from_str(&d)
+                .map(Some)
+                .map_err(|e| StoreError::Corrupt(e.to_string())),
             None => Ok(Some(Default::default())),
         }
     }
 
-    fn set_tags(&self, function: &str, tags: &std::collections::BTreeMap<String, String>) -> Result<bool> {
+    fn set_tags(
+        &self,
+        function: &str,
+        tags: &std::collections::BTreeMap<String, String>,
+    ) -> Result<bool> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let exists: Option<i64> = tx
-            .query_row("SELECT 1 FROM functions WHERE name = ?1", params![function], |r| r.get(0))
+            .query_row(
+                "SELECT 1 FROM functions WHERE name = ?1",
+                params![function],
+                |r| r.get(0),
+            )
             .optional()?;
         if exists.is_none() {
             return Ok(false);
@@ -447,7 +499,11 @@ impl Store for SqliteStore {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let exists: Option<i64> = tx
-            .query_row("SELECT 1 FROM functions WHERE name = ?1", params![url.function], |r| r.get(0))
+            .query_row(
+                "SELECT 1 FROM functions WHERE name = ?1",
+                params![url.function],
+                |r| r.get(0),
+            )
             .optional()?;
         if exists.is_none() {
             return Ok(false);
@@ -475,14 +531,19 @@ impl Store for SqliteStore {
     fn url_by_id(&self, url_id: &str) -> Result<Option<FunctionUrl>> {
         let conn = self.conn();
         let doc: Option<String> = conn
-            .query_row("SELECT doc FROM function_urls WHERE url_id = ?1", params![url_id], |r| r.get(0))
+            .query_row(
+                "SELECT doc FROM function_urls WHERE url_id = ?1",
+                params![url_id],
+                |r| r.get(0),
+            )
             .optional()?;
         doc.map(|d| parse_doc(&d)).transpose()
     }
 
     fn list_urls(&self, function: &str) -> Result<Vec<FunctionUrl>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare("SELECT doc FROM function_urls WHERE function = ?1 ORDER BY qualifier")?;
+        let mut stmt =
+            conn.prepare("SELECT doc FROM function_urls WHERE function = ?1 ORDER BY qualifier")?;
         let rows = stmt.query_map(params![function], |r| r.get::<_, String>(0))?;
         let mut out = Vec::new();
         for row in rows {
@@ -537,7 +598,8 @@ impl Store for SqliteStore {
     }
 
     fn complete_event(&self, id: i64) -> Result<()> {
-        self.conn().execute("DELETE FROM async_events WHERE id = ?1", params![id])?;
+        self.conn()
+            .execute("DELETE FROM async_events WHERE id = ?1", params![id])?;
         Ok(())
     }
 
@@ -608,7 +670,12 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    fn records(&self, function: &str, after_seq: i64, limit: usize) -> Result<Vec<InvocationRecord>> {
+    fn records(
+        &self,
+        function: &str,
+        after_seq: i64,
+        limit: usize,
+    ) -> Result<Vec<InvocationRecord>> {
         let conn = self.conn();
         query_records(
             &conn,
@@ -629,7 +696,11 @@ impl Store for SqliteStore {
     }
 }
 
-fn query_records(conn: &Connection, tail: &str, args: impl rusqlite::Params) -> Result<Vec<InvocationRecord>> {
+fn query_records(
+    conn: &Connection,
+    tail: &str,
+    args: impl rusqlite::Params,
+) -> Result<Vec<InvocationRecord>> {
     let sql = format!(
         "SELECT seq, request_id, function, version, invocation_type, start_ms, duration_ms,
                 billed_ms, init_ms, max_memory_mb, memory_size_mb, status, error_type, logs

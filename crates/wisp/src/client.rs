@@ -33,11 +33,17 @@ fn find_credentials() -> Option<(String, String)> {
         files.push(std::path::PathBuf::from(dir).join("credentials.json"));
     }
     if let Ok(cwd) = std::env::current_dir() {
-        files.extend(cwd.ancestors().map(|d| d.join(".wisp").join("credentials.json")));
+        files.extend(
+            cwd.ancestors()
+                .map(|d| d.join(".wisp").join("credentials.json")),
+        );
     }
     files.into_iter().find_map(|f| {
         let doc: Value = serde_json::from_slice(&std::fs::read(f).ok()?).ok()?;
-        let admin = doc["Keys"].as_array()?.iter().find(|k| k["Admin"] == true)?;
+        let admin = doc["Keys"]
+            .as_array()?
+            .iter()
+            .find(|k| k["Admin"] == true)?;
         Some((
             admin["AccessKeyId"].as_str()?.to_string(),
             admin["SecretAccessKey"].as_str()?.to_string(),
@@ -65,7 +71,10 @@ impl Reply {
 
     /// Turns an error reply into an error that names the AWS error type and message.
     pub fn error(&self) -> anyhow::Error {
-        let kind = self.header("x-amzn-errortype").unwrap_or("Error").to_string();
+        let kind = self
+            .header("x-amzn-errortype")
+            .unwrap_or("Error")
+            .to_string();
         let message = serde_json::from_slice::<Value>(&self.body)
             .ok()
             .and_then(|v| {
@@ -137,7 +146,10 @@ impl Client {
         }
         if let Some((id, secret)) = &self.credentials {
             let uri: ureq::http::Uri = url.parse().context("the endpoint is not a URL")?;
-            let host = uri.authority().map(|a| a.as_str().to_string()).unwrap_or_default();
+            let host = uri
+                .authority()
+                .map(|a| a.as_str().to_string())
+                .unwrap_or_default();
             let signed_headers = vec![("host".to_string(), host)];
             let request = wisp_auth::SignedRequest {
                 method,
@@ -166,7 +178,8 @@ impl Client {
             }
             None => self.agent.run(builder.body(())?),
         };
-        let mut response = result.with_context(|| format!("could not reach wisp at {}", self.endpoint))?;
+        let mut response =
+            result.with_context(|| format!("could not reach wisp at {}", self.endpoint))?;
         let status = response.status().as_u16();
         let headers = response
             .headers()
@@ -179,7 +192,11 @@ impl Client {
             .limit(64 * 1024 * 1024)
             .read_to_vec()
             .context("could not read the reply")?;
-        Ok(Reply { status, headers, body })
+        Ok(Reply {
+            status,
+            headers,
+            body,
+        })
     }
 
     pub fn get_json(&self, path: &str) -> anyhow::Result<Value> {

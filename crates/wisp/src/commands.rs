@@ -136,7 +136,10 @@ fn deploy_one(client: &Client, plan: Plan) -> anyhow::Result<()> {
     let uploading = bar("uploading");
     let config = if existing.status == 404 {
         let (Some(runtime), Some(handler)) = (&plan.runtime, &plan.handler) else {
-            bail!("{} does not exist yet: give --runtime and --handler to create it", plan.name);
+            bail!(
+                "{} does not exist yet: give --runtime and --handler to create it",
+                plan.name
+            );
         };
         let mut body = json!({
             "FunctionName": plan.name,
@@ -158,13 +161,25 @@ fn deploy_one(client: &Client, plan: Plan) -> anyhow::Result<()> {
         }
         let bytes = serde_json::to_vec(&body)?;
         client
-            .call("POST", "/2015-03-31/functions", &[], Some(&bytes), Some(&uploading))?
+            .call(
+                "POST",
+                "/2015-03-31/functions",
+                &[],
+                Some(&bytes),
+                Some(&uploading),
+            )?
             .json()?
     } else {
         existing.json()?;
         let bytes = serde_json::to_vec(&json!({ "ZipFile": zip_b64 }))?;
         client
-            .call("PUT", &format!("{path}/code"), &[], Some(&bytes), Some(&uploading))?
+            .call(
+                "PUT",
+                &format!("{path}/code"),
+                &[],
+                Some(&bytes),
+                Some(&uploading),
+            )?
             .json()?;
         let mut body = json!({});
         if let Some(r) = &plan.runtime {
@@ -187,7 +202,13 @@ fn deploy_one(client: &Client, plan: Plan) -> anyhow::Result<()> {
         }
         let bytes = serde_json::to_vec(&body)?;
         client
-            .call("PUT", &format!("{path}/configuration"), &[], Some(&bytes), None)?
+            .call(
+                "PUT",
+                &format!("{path}/configuration"),
+                &[],
+                Some(&bytes),
+                None,
+            )?
             .json()?
     };
     uploading.finish_and_clear();
@@ -221,8 +242,14 @@ pub fn deploy(args: DeployArgs) -> anyhow::Result<ExitCode> {
         env.insert(k.to_string(), v.to_string());
     }
     let plans: Vec<Plan> = match (&args.name, manifest) {
-        (None, None) => bail!("give a function name, or run where a wisp.toml is (or pass --manifest)"),
-        (None, Some(m)) => m.functions.into_iter().map(|(n, d)| from_def(&n, d, &base)).collect(),
+        (None, None) => {
+            bail!("give a function name, or run where a wisp.toml is (or pass --manifest)")
+        }
+        (None, Some(m)) => m
+            .functions
+            .into_iter()
+            .map(|(n, d)| from_def(&n, d, &base))
+            .collect(),
         (Some(name), Some(m)) if m.functions.contains_key(name) => {
             let def = m.functions[name].clone();
             vec![from_def(name, def, &base)]
@@ -267,7 +294,9 @@ pub fn invoke(args: InvokeArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     if let Some(log) = reply.header("x-amz-log-result") {
-        let decoded = base64::engine::general_purpose::STANDARD.decode(log).unwrap_or_default();
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(log)
+            .unwrap_or_default();
         eprint!("{}", String::from_utf8_lossy(&decoded));
     }
     println!("{}", String::from_utf8_lossy(&reply.body));
@@ -280,7 +309,10 @@ pub fn invoke(args: InvokeArgs) -> anyhow::Result<ExitCode> {
 pub fn ls(args: ClientArgs) -> anyhow::Result<ExitCode> {
     let client = Client::new(&args.endpoint);
     let mut marker: Option<String> = None;
-    println!("{:<40} {:<16} {:>7} {:>8}  LAST MODIFIED", "NAME", "RUNTIME", "MEMORY", "TIMEOUT");
+    println!(
+        "{:<40} {:<16} {:>7} {:>8}  LAST MODIFIED",
+        "NAME", "RUNTIME", "MEMORY", "TIMEOUT"
+    );
     loop {
         let mut path = "/2015-03-31/functions/?MaxItems=50".to_string();
         if let Some(m) = &marker {
@@ -314,7 +346,13 @@ pub fn describe(args: NameArgs) -> anyhow::Result<ExitCode> {
 
 pub fn rm(args: NameArgs) -> anyhow::Result<ExitCode> {
     let client = Client::new(&args.client.endpoint);
-    let reply = client.call("DELETE", &format!("/2015-03-31/functions/{}", encode(&args.name)), &[], None, None)?;
+    let reply = client.call(
+        "DELETE",
+        &format!("/2015-03-31/functions/{}", encode(&args.name)),
+        &[],
+        None,
+        None,
+    )?;
     if !reply.ok() {
         return Err(reply.error());
     }
@@ -335,8 +373,16 @@ pub fn logs(args: LogsArgs) -> anyhow::Result<ExitCode> {
     let client = Client::new(&args.client.endpoint);
     let base = format!("/wisp/v1/functions/{}/records", encode(&args.name));
     let recent = client.get_json(&format!("{base}?tail={}", args.limit.clamp(1, 1000)))?;
-    let mut last = print_records(recent["Records"].as_array().map(Vec::as_slice).unwrap_or(&[]));
-    while args.follow {
+    let mut last = print_records(
+        recent["Records"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or(&[]),
+    );
+    if !args.follow {
+        return Ok(ExitCode::SUCCESS);
+    }
+    loop {
         std::thread::sleep(Duration::from_secs(1));
         let page = client.get_json(&format!("{base}?after={last}&limit=100"))?;
         let records = page["Records"].as_array().map(Vec::as_slice).unwrap_or(&[]);
@@ -344,5 +390,4 @@ pub fn logs(args: LogsArgs) -> anyhow::Result<ExitCode> {
             last = print_records(records);
         }
     }
-    Ok(ExitCode::SUCCESS)
 }

@@ -11,7 +11,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "wisp", version, about = "A self-hosted, event-driven serverless platform")]
+#[command(
+    name = "wisp",
+    version,
+    about = "A self-hosted, event-driven serverless platform"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -32,10 +32,16 @@ pub struct FunctionDef {
 
 impl Manifest {
     pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("could not read {}", path.display()))?;
-        let manifest: Manifest = toml::from_str(&text).with_context(|| format!("{} is not a valid manifest", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("could not read {}", path.display()))?;
+        let manifest: Manifest = toml::from_str(&text)
+            .with_context(|| format!("{} is not a valid manifest", path.display()))?;
         if manifest.version != 1 {
-            bail!("{}: manifest version {} is not supported; use version = 1", path.display(), manifest.version);
+            bail!(
+                "{}: manifest version {} is not supported; use version = 1",
+                path.display(),
+                manifest.version
+            );
         }
         if manifest.functions.is_empty() {
             bail!("{}: declares no [functions.NAME] table", path.display());
@@ -59,7 +65,9 @@ mod tests {
         )
         .unwrap();
         assert_eq!(ok.functions["a"].env["X"], "1");
-        let err = parse("version = 1\n[functions.a]\nruntime = \"x\"\nhandler = \"y\"\nmemroy_mb = 3\n").unwrap_err();
+        let err =
+            parse("version = 1\n[functions.a]\nruntime = \"x\"\nhandler = \"y\"\nmemroy_mb = 3\n")
+                .unwrap_err();
         assert!(err.contains("memroy_mb"), "{err}");
         assert!(parse("[functions.a]\nruntime = \"x\"\nhandler = \"y\"\n").is_err());
     }

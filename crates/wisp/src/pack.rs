@@ -12,7 +12,7 @@ use zip::write::SimpleFileOptions;
 
 const SKIP: &[&str] = &[".git", "__pycache__", ".wisp", ".venv"];
 
-fn walk(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
     let mut entries: Vec<_> = std::fs::read_dir(dir)
         .with_context(|| format!("could not read {}", dir.display()))?
         .collect::<Result<_, _>>()?;
@@ -27,7 +27,7 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
         if kind.is_symlink() {
             eprintln!("warning: skipping symbolic link {}", path.display());
         } else if kind.is_dir() {
-            walk(root, &path, out)?;
+            walk(&path, out)?;
         } else if kind.is_file() {
             out.push(path);
         }
@@ -40,11 +40,15 @@ pub fn pack(dir: &Path, bar: &ProgressBar) -> anyhow::Result<Vec<u8>> {
         bail!("{} is not a folder", dir.display());
     }
     let mut files = Vec::new();
-    walk(dir, dir, &mut files)?;
+    walk(dir, &mut files)?;
     if files.is_empty() {
         bail!("{} has no files to deploy", dir.display());
     }
-    let total: u64 = files.iter().filter_map(|f| f.metadata().ok()).map(|m| m.len()).sum();
+    let total: u64 = files
+        .iter()
+        .filter_map(|f| f.metadata().ok())
+        .map(|m| m.len())
+        .sum();
     bar.set_length(total);
     let mut zip = zip::ZipWriter::new(Cursor::new(Vec::new()));
     for file in files {
@@ -55,7 +59,8 @@ pub fn pack(dir: &Path, bar: &ProgressBar) -> anyhow::Result<Vec<u8>> {
             .unix_permissions(meta.permissions().mode() & 0o777)
             .last_modified_time(zip::DateTime::default());
         zip.start_file(relative, options)?;
-        let data = std::fs::read(&file).with_context(|| format!("could not read {}", file.display()))?;
+        let data =
+            std::fs::read(&file).with_context(|| format!("could not read {}", file.display()))?;
         zip.write_all(&data)?;
         bar.inc(data.len() as u64);
     }

@@ -66,11 +66,17 @@ pub struct ServeArgs {
 /// Opens the key file, or says loudly that authentication is off.
 fn auth(args: &ServeArgs, data_dir: &std::path::Path) -> anyhow::Result<wisp_api::auth::Auth> {
     if args.no_auth {
-        tracing::warn!("AUTHENTICATION IS OFF (--no-auth): anyone who can reach {} can deploy and run code", args.listen);
+        tracing::warn!(
+            "AUTHENTICATION IS OFF (--no-auth): anyone who can reach {} can deploy and run code",
+            args.listen
+        );
         eprintln!("wisp: WARNING: authentication is off (--no-auth); do not expose this server");
         return Ok(wisp_api::auth::Auth { keys: None });
     }
-    let root = match (std::env::var("WISP_ROOT_ACCESS_KEY_ID"), std::env::var("WISP_ROOT_SECRET_ACCESS_KEY")) {
+    let root = match (
+        std::env::var("WISP_ROOT_ACCESS_KEY_ID"),
+        std::env::var("WISP_ROOT_SECRET_ACCESS_KEY"),
+    ) {
         (Ok(id), Ok(secret)) if !id.is_empty() && !secret.is_empty() => Some((id, secret)),
         _ => None,
     };
@@ -81,7 +87,9 @@ fn auth(args: &ServeArgs, data_dir: &std::path::Path) -> anyhow::Result<wisp_api
         "API requests must be signed (AWS SigV4); the admin key's secret is in {} or WISP_ROOT_SECRET_ACCESS_KEY",
         path.display()
     );
-    Ok(wisp_api::auth::Auth { keys: Some(std::sync::Arc::new(std::sync::RwLock::new(keys))) })
+    Ok(wisp_api::auth::Auth {
+        keys: Some(std::sync::Arc::new(std::sync::RwLock::new(keys))),
+    })
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -110,10 +118,19 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         std::fs::set_permissions(&data_dir, std::fs::Permissions::from_mode(0o700))
             .with_context(|| format!("could not restrict {}", data_dir.display()))?;
     }
-    let store = Arc::new(SqliteStore::open(&data_dir.join("wisp.db")).context("could not open the database")?);
-    let blobs = Arc::new(FsBlobStore::open(&data_dir.join("artifacts"), UnpackLimits::default())?);
+    let store = Arc::new(
+        SqliteStore::open(&data_dir.join("wisp.db")).context("could not open the database")?,
+    );
+    let blobs = Arc::new(FsBlobStore::open(
+        &data_dir.join("artifacts"),
+        UnpackLimits::default(),
+    )?);
     let interpreters = Interpreters::discover().await;
-    let cgroups = if args.no_cgroups { Cgroups::disabled() } else { Cgroups::detect() };
+    let cgroups = if args.no_cgroups {
+        Cgroups::disabled()
+    } else {
+        Cgroups::detect()
+    };
     tracing::info!(runtimes = ?interpreters.available(), limits = cgroups.describe(), "runtimes found");
     let executor = Arc::new(
         ProcessExecutor::new(ProcessExecutorConfig {
@@ -162,11 +179,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let mut url_stop = stop_rx.clone();
     let mut api_stop = stop_rx;
     let url_server = tokio::spawn(async move {
-        axum::serve(url_listener, url_app.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(async move {
-                let _ = url_stop.wait_for(|stop| *stop).await;
-            })
-            .await
+        axum::serve(
+            url_listener,
+            url_app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = url_stop.wait_for(|stop| *stop).await;
+        })
+        .await
     });
     let server = tokio::spawn(async move {
         axum::serve(listener, app)
