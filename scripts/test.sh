@@ -9,7 +9,7 @@
 # Environment:
 #   CARGO_TARGET_DIR  cargo target dir (default: ~/.cache/wisp-target)
 #   WISP_VENV         python venv for the e2e suite (default: ~/.cache/wisp-venv)
-#   WISP_BIN          binary under test (default: $CARGO_TARGET_DIR/debug/wisp)
+#   WISP_BIN          binary under test with WISP_SKIP_CARGO=1 (default: $CARGO_TARGET_DIR/debug/wisp)
 #   WISP_PYTHON       python used to create the venv (default: python3 on PATH)
 #   WISP_TEST_TIMEOUT per-test timeout in seconds (default: 300)
 set -euo pipefail
@@ -107,7 +107,11 @@ else
 fi
 
 # --- end-to-end suite ---------------------------------------------------------
-export WISP_BIN=${WISP_BIN:-$CARGO_TARGET_DIR/debug/wisp}
+if [ "${WISP_SKIP_CARGO:-0}" = 1 ]; then
+    export WISP_BIN=${WISP_BIN:-$CARGO_TARGET_DIR/debug/wisp}
+else
+    export WISP_BIN=$CARGO_TARGET_DIR/debug/wisp # the binary just built
+fi
 if [ ! -x "$WISP_BIN" ]; then
     echo "error: wisp binary not found at $WISP_BIN" >&2
     exit 1
@@ -115,7 +119,7 @@ fi
 export PYTHONDONTWRITEBYTECODE=1
 step "pytest tests/e2e (WISP_BIN=$WISP_BIN)"
 if ! "$VENV/bin/python" -m pytest tests/e2e -p no:cacheprovider \
-    --timeout="${WISP_TEST_TIMEOUT:-300}" -ra "$@"; then
+    --timeout="${WISP_TEST_TIMEOUT:-300}" -v -ra "$@"; then
     FAILED+=("e2e tests")
 fi
 

@@ -128,7 +128,18 @@ impl ProcessExecutor {
 
         let id = uuid::Uuid::new_v4().simple().to_string();
         let dir = self.instances_dir.join(&id);
+        let work = dir.join("work");
         std::fs::create_dir_all(dir.join("tmp"))?;
+        std::fs::create_dir_all(&work)?;
+        // Handlers open bundled files by relative path, as on Lambda where the working
+        // directory is the task root. The instance keeps a working directory of its own
+        // (so what it writes there stays its own), which links to the package's top-level
+        // entries.
+        if let Ok(entries) = std::fs::read_dir(&code_dir) {
+            for entry in entries.flatten() {
+                let _ = std::os::unix::fs::symlink(entry.path(), work.join(entry.file_name()));
+            }
+        }
         let cgroup = match self
             .cfg
             .cgroups
@@ -180,7 +191,7 @@ impl ProcessExecutor {
                 ("AWS_EXECUTION_ENV", format!("AWS_Lambda_{}", spec.runtime)),
                 ("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand".into()),
                 ("TMPDIR", dir.join("tmp").to_string_lossy().into_owned()),
-                ("HOME", dir.to_string_lossy().into_owned()),
+                ("HOME", dir.join("tmp").to_string_lossy().into_owned()),
             ]
             .map(|(k, v)| (k.to_string(), v)),
         );
@@ -189,7 +200,7 @@ impl ProcessExecutor {
         cmd.args(&args)
             .env_clear()
             .envs(env)
-            .current_dir(&dir)
+            .current_dir(&work)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
