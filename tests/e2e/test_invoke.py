@@ -156,23 +156,29 @@ def test_context_and_environment(server, lam):
     assert os.path.realpath(cwd) != os.path.realpath(server.cwd)
 
 
-def test_cwd_is_task_root(lam):
-    """Handlers read bundled files by relative path, as on Lambda (cwd = LAMBDA_TASK_ROOT)."""
+def test_cwd_is_own_and_shows_the_package(lam):
+    """Each instance has a working directory of its own (what it writes there stays its
+    own), in which the package's files are reachable by relative path, as on Lambda where
+    the working directory is the task root."""
     name = unique("inv-cwd")
     create_function(
         lam,
         name,
         files={
             "app.py": "import os\ndef handler(e, c):\n"
+                      "    open('scratch.txt', 'w').write('mine')\n"
                       "    return {'cwd': os.getcwd(), 'root': os.environ['LAMBDA_TASK_ROOT'],"
-                      " 'data': open('data/config.txt').read()}\n",
+                      " 'data': open('data/config.txt').read(),"
+                      " 'root_has_scratch': os.path.exists(os.path.join(os.environ['LAMBDA_TASK_ROOT'], 'scratch.txt'))}\n",
             "data/config.txt": "bundled-config",
         },
     )
     r = invoke(lam, name, {})
     assert r.function_error is None, r.payload
     assert r.payload["data"] == "bundled-config"
-    assert os.path.realpath(r.payload["cwd"]) == os.path.realpath(r.payload["root"])
+    assert os.path.realpath(r.payload["cwd"]) != os.path.realpath(r.payload["root"])
+    # A write in the working directory does not touch the shared package.
+    assert r.payload["root_has_scratch"] is False
 
 
 def test_python_module_in_package(lam):
