@@ -21,6 +21,8 @@ use crate::error::{read_body, ApiError, ApiResult};
 #[derive(Clone)]
 pub struct Auth {
     pub keys: Option<Arc<RwLock<KeyFile>>>,
+    /// Serve `/metrics` without a signature (Prometheus cannot sign requests).
+    pub public_metrics: bool,
 }
 
 /// Who sent a request.
@@ -51,7 +53,8 @@ pub async fn layer(State(auth): State<Auth>, request: Request, next: Next) -> Re
         });
         return next.run(request).await;
     };
-    if request.uri().path() == "/wisp/v1/health" {
+    let path = request.uri().path();
+    if path == "/wisp/v1/health" || (auth.public_metrics && path == "/metrics") {
         return next.run(request).await;
     }
     let (mut parts, body) = request.into_parts();

@@ -20,6 +20,14 @@ pub fn routes() -> Router<Arc<Engine>> {
         .route("/wisp/v1/runtimes", get(runtimes))
         .route("/wisp/v1/functions/{name}/records", get(records))
         .route("/wisp/v1/code/{sha}", get(code))
+        .route("/metrics", get(metrics))
+}
+
+async fn metrics(State(engine): State<Arc<Engine>>) -> impl IntoResponse {
+    (
+        [("content-type", "text/plain; version=0.0.4")],
+        engine.metrics_text(),
+    )
 }
 
 async fn health() -> Json<Value> {

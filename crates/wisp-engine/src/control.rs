@@ -121,7 +121,11 @@ fn new_revision() -> String {
 impl Engine {
     fn check_runtime(&self, runtime: &str, handler: &str) -> Result<()> {
         let kind = RuntimeKind::parse(runtime).map_err(|e| {
-            Error::invalid(format!("{} Available runtimes on this server: {}.", e.message, self.interpreters.available().join(", ")))
+            Error::invalid(format!(
+                "{} Available runtimes on this server: {}.",
+                e.message,
+                self.interpreters.available().join(", ")
+            ))
         })?;
         self.interpreters.interpreter(kind, runtime)?;
         kind.validate_handler(handler)

@@ -41,6 +41,7 @@ pub struct Dispatcher {
     region: String,
     epoch: Instant,
     stopping: AtomicBool,
+    metrics: crate::metrics::Metrics,
 }
 
 /// One invocation to dispatch.
@@ -121,6 +122,7 @@ impl Dispatcher {
             region: cfg.region.clone(),
             epoch: Instant::now(),
             stopping: AtomicBool::new(false),
+            metrics: crate::metrics::Metrics::default(),
         });
         tokio::spawn(reaper(Arc::downgrade(&dispatcher), cfg.keep_alive));
         dispatcher
@@ -136,6 +138,17 @@ impl Dispatcher {
 
     pub fn region(&self) -> &str {
         &self.region
+    }
+
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.metrics
+    }
+
+    /// Live instances: (idle, busy).
+    pub fn instance_counts(&self) -> (usize, usize) {
+        let state = self.lock();
+        let idle = state.idle.len();
+        (idle, (state.live as usize).saturating_sub(idle))
     }
 
     /// Waits up to the queue bound for an admission slot.
@@ -159,6 +172,7 @@ impl Dispatcher {
             };
             // Reserved concurrency of zero throttles at once: waiting cannot help.
             if reserved == Some(0) || tokio::time::timeout_at(deadline, notified).await.is_err() {
+                self.metrics.throttle(function);
                 return Err(Error::throttled(throttle.reason()));
             }
         }
@@ -340,6 +354,14 @@ impl Dispatcher {
             error_type: result.outcome.error_type().map(str::to_string),
             logs: log.clone(),
         };
+        self.metrics.invocation(
+            &spec.name,
+            record.status,
+            result.run_ms,
+            result.init_ms,
+            record.billed_duration_ms,
+            spec.memory_mb,
+        );
         self.records.submit(record).await;
         Ok(DispatchResult {
             request_id: req.request_id,

@@ -7,6 +7,7 @@ pub mod async_queue;
 pub mod control;
 pub mod dispatch;
 pub mod invoke;
+pub mod metrics;
 pub mod records;
 pub mod urls;
 
@@ -84,6 +85,13 @@ impl Engine {
         engine.collect_garbage();
         async_queue::spawn_worker(engine.clone());
         engine
+    }
+
+    /// The Prometheus exposition of the platform's metrics.
+    pub fn metrics_text(&self) -> String {
+        let (idle, busy) = self.dispatcher.instance_counts();
+        let depth = self.store.pending_event_count().unwrap_or(0);
+        self.dispatcher.metrics().render(idle, busy, depth)
     }
 
     pub fn config(&self) -> &EngineConfig {

@@ -61,6 +61,10 @@ pub struct ServeArgs {
     /// use only.
     #[arg(long)]
     no_auth: bool,
+    /// Serve /metrics without authentication, for a Prometheus scraper (it cannot sign
+    /// requests). The metrics name functions and count their invocations.
+    #[arg(long)]
+    public_metrics: bool,
 }
 
 /// Opens the key file, or says loudly that authentication is off.
@@ -71,7 +75,10 @@ fn auth(args: &ServeArgs, data_dir: &std::path::Path) -> anyhow::Result<wisp_api
             args.listen
         );
         eprintln!("wisp: WARNING: authentication is off (--no-auth); do not expose this server");
-        return Ok(wisp_api::auth::Auth { keys: None });
+        return Ok(wisp_api::auth::Auth {
+            keys: None,
+            public_metrics: true,
+        });
     }
     let root = match (
         std::env::var("WISP_ROOT_ACCESS_KEY_ID"),
@@ -89,6 +96,7 @@ fn auth(args: &ServeArgs, data_dir: &std::path::Path) -> anyhow::Result<wisp_api
     );
     Ok(wisp_api::auth::Auth {
         keys: Some(std::sync::Arc::new(std::sync::RwLock::new(keys))),
+        public_metrics: args.public_metrics,
     })
 }
 
