@@ -106,6 +106,12 @@ else
     cargo build -p wisp
 fi
 
+# --- guest programs the e2e suite deploys -------------------------------------
+# The lambda_runtime (Rust) function used by the Lambda-compatibility suite.
+step "building test fixtures (tests/fixtures/build.sh)"
+WISP_RUST_LAMBDA_BIN=$(tests/fixtures/build.sh)
+export WISP_RUST_LAMBDA_BIN
+
 # --- end-to-end suite ---------------------------------------------------------
 if [ "${WISP_SKIP_CARGO:-0}" = 1 ]; then
     export WISP_BIN=${WISP_BIN:-$CARGO_TARGET_DIR/debug/wisp}

@@ -166,7 +166,7 @@ def test_revoked_key_is_refused(server, lam, tmp_path):
 
 
 def test_no_auth_server_accepts_unsigned_requests(make_server):
-    s = make_server("--no-auth", name="noauth")
+    s = make_server("--no-auth", "--url-listen", "127.0.0.1:0", name="noauth")
     name = unique("compat-noauth")
     req = AWSRequest(method="POST", url=s.endpoint + CREATE_PATH, data=create_body(name), headers={"Content-Type": "application/json"})
     status, _, body = send(req)

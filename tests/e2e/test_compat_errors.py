@@ -8,6 +8,7 @@ botocore raises them as a plain ClientError whose Error.Code names them, so that
 what is asserted for them."""
 from __future__ import annotations
 
+import base64
 import datetime
 import json
 from unittest import mock
@@ -118,12 +119,38 @@ def test_request_too_large(lam, fn):
     with pytest.raises(lam.exceptions.RequestTooLargeException) as exc:
         lam.invoke(FunctionName=fn, Payload=big)
     assert status_of(exc.value) == 413
+    # Async invocations are limited to 1 MB.
+    with pytest.raises(lam.exceptions.RequestTooLargeException) as exc:
+        lam.invoke(FunctionName=fn, InvocationType="Event", Payload=json.dumps({"blob": "x" * (1024 * 1024 + 16)}).encode())
+    assert status_of(exc.value) == 413
 
 
 def test_invalid_request_content(lam, fn):
     with pytest.raises(lam.exceptions.InvalidRequestContentException) as exc:
         lam.invoke(FunctionName=fn, Payload=b"{not json")
     assert status_of(exc.value) == 400
+
+
+def test_invalid_client_context(lam, tmp_path):
+    """AWS: InvalidRequestContentException "Client context must be a valid Base64-encoded
+    JSON object." (see boto/boto3#2153); the function does not run."""
+    name = unique("compat-badcc")
+    out = tmp_path / "ran.txt"
+    create_function(lam, name, fixture="py_tool", env={"OUT_FILE": str(out)})
+    event = json.dumps({"append": "ran"}).encode()
+    got = {}
+    for label, cc in (("not base64", "not base64 at all!"), ("base64, not JSON", base64.b64encode(b"{not json").decode())):
+        try:
+            resp = lam.invoke(FunctionName=name, Payload=event, ClientContext=cc)
+            got[label] = ("accepted", resp["StatusCode"], resp.get("FunctionError"))
+        except ClientError as e:
+            got[label] = (type(e).__name__, status_of(e))
+    assert got == {
+        "not base64": ("InvalidRequestContentException", 400),
+        "base64, not JSON": ("InvalidRequestContentException", 400),
+    }
+    assert not out.exists()
+    lam.delete_function(FunctionName=name)
 
 
 def test_too_many_requests_with_reason(lam):

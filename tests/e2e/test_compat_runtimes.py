@@ -17,6 +17,7 @@ official client legitimately differs, the test normalises and says why.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import os
 import subprocess
@@ -25,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from wisp_e2e import FUNCTIONS_DIR, ROLE, function_files, make_zip, unique, wait_for
+from wisp_e2e import ROLE, function_files, make_zip, unique, wait_for
 
 HERE = Path(__file__).resolve().parent
 BUILD_SH = HERE.parent / "fixtures" / "build.sh"
@@ -34,6 +35,11 @@ REGION = "us-east-1"
 MEMORY = 320
 TIMEOUT = 25
 KINDS = ["builtin", "awslambdaric", "lambda_runtime"]
+
+# Without WISP_RUST_LAMBDA_BIN the first lambda_runtime test builds the Rust fixture
+# (tests/fixtures/build.sh): a cold build takes minutes on a small machine, so these
+# tests get more than pytest.ini's per-test timeout.
+pytestmark = pytest.mark.timeout(1500)
 
 CLIENT_CONTEXT = {
     "client": {
@@ -48,6 +54,7 @@ CLIENT_CONTEXT = {
 }
 
 
+@functools.lru_cache(maxsize=None)
 def rust_lambda_bin() -> str:
     """$WISP_RUST_LAMBDA_BIN, or build tests/fixtures/rust-lambda with build.sh."""
     b = os.environ.get("WISP_RUST_LAMBDA_BIN")

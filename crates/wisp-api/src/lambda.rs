@@ -248,11 +248,11 @@ async fn publish_version(
 ) -> ApiResult<Response> {
     let bytes = read_body(body, CONTROL_REQUEST_MAX_BYTES, "PublishVersion").await?;
     let req: shapes::PublishVersion = parse_json(&bytes)?;
-    let _ = req.description;
     let r = engine.publish_version(
         &name,
         req.code_sha256.as_deref(),
         req.revision_id.as_deref(),
+        req.description.as_deref(),
     )?;
     Ok((StatusCode::CREATED, Json(config_json(&engine, &r))).into_response())
 }
@@ -261,7 +261,19 @@ async fn list_versions(State(engine): Eng, Path(name): Path<String>) -> ApiResul
     let versions: Vec<Value> = engine
         .list_versions(&name)?
         .iter()
-        .map(|r| config_json(&engine, r))
+        .map(|r| {
+            let mut doc = config_json(&engine, r);
+            // Listed among versions, $LATEST is named by its qualified ARN (as AWS does).
+            if r.version == "$LATEST" {
+                let arn = wisp_core::name::function_arn(
+                    &engine.config().region,
+                    &r.spec.name,
+                    Some("$LATEST"),
+                );
+                doc["FunctionArn"] = arn.into();
+            }
+            doc
+        })
         .collect();
     Ok(Json(json!({ "Versions": versions })))
 }
@@ -440,18 +452,19 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-async fn account_settings(State(engine): Eng) -> Json<Value> {
+async fn account_settings(State(engine): Eng) -> ApiResult<Json<Value>> {
     let cfg = engine.config();
-    Json(json!({
+    let (count, code_size, unreserved) = engine.usage()?;
+    Ok(Json(json!({
         "AccountLimit": {
             "TotalCodeSize": 80530636800u64,
             "CodeSizeUnzipped": wisp_core::limits::UNZIPPED_MAX_BYTES,
             "CodeSizeZipped": wisp_core::limits::ZIP_MAX_BYTES,
             "ConcurrentExecutions": cfg.max_concurrency,
-            "UnreservedConcurrentExecutions": cfg.max_concurrency,
+            "UnreservedConcurrentExecutions": unreserved,
         },
-        "AccountUsage": { "TotalCodeSize": 0, "FunctionCount": 0 },
-    }))
+        "AccountUsage": { "TotalCodeSize": code_size, "FunctionCount": count },
+    })))
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -493,18 +506,33 @@ async fn invoke(
     };
     let client_context = match header(&headers, "x-amz-client-context") {
         Some(b64) => {
+            // Lambda accepts only a JSON object here, and refuses anything else before
+            // the function runs.
             let decoded = base64::engine::general_purpose::STANDARD
                 .decode(b64)
                 .ok()
                 .and_then(|d| String::from_utf8(d).ok())
-                .ok_or_else(|| Error::invalid("ClientContext must be base64-encoded JSON."))?;
+                .filter(|text| matches!(serde_json::from_str::<Value>(text), Ok(Value::Object(_))))
+                .ok_or_else(|| {
+                    Error::new(
+                        wisp_core::ErrorKind::InvalidRequestContent,
+                        "Client context must be a valid Base64-encoded JSON object.",
+                    )
+                })?;
             Some(decoded)
         }
         None => None,
     };
     let payload = read_body(body, SYNC_PAYLOAD_MAX_BYTES, "Invoke").await?;
     let invoked = engine
-        .invoke(&name, qualifier(&params), mode, payload, client_context)
+        .invoke(
+            &name,
+            qualifier(&params),
+            mode,
+            payload,
+            client_context,
+            None,
+        )
         .await?;
     let result = match invoked {
         Invoked::DryRun => return Ok(StatusCode::NO_CONTENT.into_response()),

@@ -484,7 +484,14 @@ async fn serve(
     let target = format!("{}:{}", url.function, url.qualifier);
     let invoked = state
         .engine
-        .invoke(&target, None, InvokeMode::RequestResponse, payload, None)
+        .invoke(
+            &target,
+            None,
+            InvokeMode::RequestResponse,
+            payload,
+            None,
+            Some(request_id.clone()),
+        )
         .await;
     let mut response = match invoked {
         Ok(Invoked::Done(result)) => match result.outcome {

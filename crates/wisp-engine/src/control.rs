@@ -381,7 +381,7 @@ impl Engine {
         self.commit_update(spec, &row.latest.revision_id)?;
         drop(_packages);
         if publish {
-            return self.publish_version(&name, None, None);
+            return self.publish_version(&name, None, None, None);
         }
         self.resolve(&name, None)
     }
@@ -429,7 +429,11 @@ impl Engine {
         function: &str,
         code_sha256: Option<&str>,
         revision_id: Option<&str>,
+        description: Option<&str>,
     ) -> Result<Resolved> {
+        if let Some(d) = description {
+            validate_description(d)?;
+        }
         let name = wisp_core::parse_function_ref(function)?.name;
         let row = self.latest_row(&name)?;
         Self::check_revision(&row.latest, revision_id)?;
@@ -442,7 +446,7 @@ impl Engine {
         }
         let (version, spec) = self
             .store
-            .publish_version(&name)
+            .publish_version(&name, description)
             .map_err(store_err)?
             .ok_or_else(|| not_found(&name, &self.cfg.region))?;
         Ok(Resolved {
@@ -547,6 +551,16 @@ impl Engine {
         }
         self.cache.invalidate(&name);
         Ok(())
+    }
+
+    /// (function count, total code size in bytes, concurrency not reserved by any function).
+    pub fn usage(&self) -> Result<(u64, u64, u64)> {
+        let (count, size, reserved) = self.store.usage().map_err(store_err)?;
+        Ok((
+            count,
+            size,
+            u64::from(self.cfg.max_concurrency).saturating_sub(reserved),
+        ))
     }
 
     /// The package of a function version, as uploaded.

@@ -50,6 +50,7 @@ impl Engine {
         mode: InvokeMode,
         payload: Bytes,
         client_context: Option<String>,
+        request_id: Option<String>,
     ) -> Result<Invoked> {
         let limit = if mode == InvokeMode::Event {
             ASYNC_PAYLOAD_MAX_BYTES
@@ -58,7 +59,7 @@ impl Engine {
         };
         let payload = check_payload(&payload, limit, "Invoke")?;
         let target = self.resolve(function, qualifier)?;
-        let request_id = uuid::Uuid::new_v4().to_string();
+        let request_id = request_id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         let fref = wisp_core::parse_function_ref(function)?;
         let shown_qualifier = fref
             .qualifier

@@ -100,7 +100,14 @@ pub trait Store: Send + Sync + 'static {
     fn delete_function(&self, name: &str) -> Result<bool>;
     /// Publishes `$LATEST` as the next version unless the newest version already has the
     /// same code and configuration; returns the version's spec and number.
-    fn publish_version(&self, name: &str) -> Result<Option<(u64, FunctionSpec)>>;
+    /// `description`, if given, becomes the new version's description.
+    fn publish_version(
+        &self,
+        name: &str,
+        description: Option<&str>,
+    ) -> Result<Option<(u64, FunctionSpec)>>;
+    /// (function count, total code size of all versions in bytes, sum of reserved concurrency).
+    fn usage(&self) -> Result<(u64, u64, u64)>;
     fn get_version(&self, name: &str, version: u64) -> Result<Option<FunctionSpec>>;
     fn list_versions(&self, name: &str) -> Result<Vec<(u64, FunctionSpec)>>;
     fn delete_version(&self, name: &str, version: u64) -> Result<bool>;

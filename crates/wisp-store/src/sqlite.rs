@@ -149,7 +149,8 @@ fn row_to_event(row: &rusqlite::Row<'_>) -> rusqlite::Result<AsyncEvent> {
 }
 
 /// Whether two specs describe the same code and configuration (what PublishVersion
-/// compares to decide that nothing changed).
+/// compares to decide that nothing changed). A version's description is its own label,
+/// not part of what it runs.
 fn same_content(a: &FunctionSpec, b: &FunctionSpec) -> bool {
     a.code_sha256 == b.code_sha256
         && a.runtime == b.runtime
@@ -157,7 +158,6 @@ fn same_content(a: &FunctionSpec, b: &FunctionSpec) -> bool {
         && a.memory_mb == b.memory_mb
         && a.timeout_s == b.timeout_s
         && a.env == b.env
-        && a.description == b.description
         && a.role == b.role
         && a.extra == b.extra
 }
@@ -269,7 +269,31 @@ impl Store for SqliteStore {
         Ok(n > 0)
     }
 
-    fn publish_version(&self, name: &str) -> Result<Option<(u64, FunctionSpec)>> {
+    fn usage(&self) -> Result<(u64, u64, u64)> {
+        let conn = self.conn();
+        let (count, latest_size, reserved): (i64, i64, i64) = conn.query_row(
+            "SELECT COUNT(*), COALESCE(SUM(json_extract(spec, '$.code_size')), 0),
+                    COALESCE(SUM(reserved_concurrency), 0) FROM functions",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?;
+        let versions_size: i64 = conn.query_row(
+            "SELECT COALESCE(SUM(json_extract(spec, '$.code_size')), 0) FROM versions",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok((
+            count as u64,
+            (latest_size + versions_size) as u64,
+            reserved as u64,
+        ))
+    }
+
+    fn publish_version(
+        &self,
+        name: &str,
+        description: Option<&str>,
+    ) -> Result<Option<(u64, FunctionSpec)>> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let row: Option<(String, i64)> = tx
@@ -282,7 +306,10 @@ impl Store for SqliteStore {
         let Some((spec, next)) = row else {
             return Ok(None);
         };
-        let latest = from_json(&spec)?;
+        let mut latest = from_json(&spec)?;
+        if let Some(d) = description {
+            latest.description = d.to_string();
+        }
         let newest: Option<(i64, String)> = tx
             .query_row(
                 "SELECT version, spec FROM versions WHERE name = ?1 ORDER BY version DESC LIMIT 1",
@@ -298,7 +325,7 @@ impl Store for SqliteStore {
         }
         tx.execute(
             "INSERT INTO versions (name, version, spec) VALUES (?1, ?2, ?3)",
-            params![name, next, spec],
+            params![name, next, to_json(&latest)?],
         )?;
         tx.execute(
             "UPDATE functions SET next_version = ?2 WHERE name = ?1",
@@ -767,12 +794,18 @@ mod tests {
         assert_eq!(page.len(), 1);
         assert_eq!(page[0].latest.name, "b");
         // Publishing unchanged content returns the existing version.
-        assert_eq!(store.publish_version("a").unwrap().unwrap().0, 1);
+        assert_eq!(store.publish_version("a", None).unwrap().unwrap().0, 1);
         let mut changed = spec("a", "z");
         changed.revision_id = "r2".into();
         assert!(!store.update_function(&changed, "stale").unwrap());
         assert!(store.update_function(&changed, "r1").unwrap());
-        assert_eq!(store.publish_version("a").unwrap().unwrap().0, 2);
+        let (v, spec) = store.publish_version("a", Some("second")).unwrap().unwrap();
+        assert_eq!((v, spec.description.as_str()), (2, "second"));
+        assert_eq!(
+            store.get_function("a").unwrap().unwrap().latest.description,
+            ""
+        );
+        assert_eq!(store.usage().unwrap(), (2, 4, 0));
         assert_eq!(store.list_versions("a").unwrap().len(), 2);
         assert_eq!(store.referenced_code().unwrap(), vec!["x", "y", "z"]);
         assert!(store.delete_function("a").unwrap());
