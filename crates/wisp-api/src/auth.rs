@@ -32,6 +32,15 @@ pub struct Caller {
     pub admin: bool,
 }
 
+/// A request's headers as the verifier reads them. A value that is not visible ASCII
+/// cannot take part in a valid signature; it is read as empty.
+pub fn header_pairs(headers: &axum::http::HeaderMap) -> Vec<(&str, &str)> {
+    headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.to_str().unwrap_or("")))
+        .collect()
+}
+
 fn auth_error(e: AuthError) -> ApiError {
     let kind = match e {
         AuthError::Missing => ErrorKind::MissingAuthenticationToken,
@@ -62,16 +71,7 @@ pub async fn layer(State(auth): State<Auth>, request: Request, next: Next) -> Re
         Ok(b) => b,
         Err(e) => return e.into_response(),
     };
-    let headers: Vec<(String, String)> = parts
-        .headers
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.as_str().to_string(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
-        .collect();
+    let headers = crate::auth::header_pairs(&parts.headers);
     let signed = SignedRequest {
         method: parts.method.as_str(),
         raw_path: parts.uri.path(),

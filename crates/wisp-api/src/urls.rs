@@ -444,16 +444,7 @@ async fn serve(
     }
     if url.auth_type == "AWS_IAM" {
         if let Some(keys) = &state.auth.keys {
-            let headers: Vec<(String, String)> = parts
-                .headers
-                .iter()
-                .map(|(k, v)| {
-                    (
-                        k.as_str().to_string(),
-                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                    )
-                })
-                .collect();
+            let headers = crate::auth::header_pairs(&parts.headers);
             let signed = SignedRequest {
                 method: parts.method.as_str(),
                 raw_path: path,

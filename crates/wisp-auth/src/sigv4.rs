@@ -51,7 +51,7 @@ pub struct SignedRequest<'a> {
     /// The query string as sent, without `?`.
     pub raw_query: &'a str,
     /// Every header, names in any case; repeated names allowed.
-    pub headers: &'a [(String, String)],
+    pub headers: &'a [(&'a str, &'a str)],
     pub body: &'a [u8],
 }
 
@@ -161,7 +161,7 @@ fn canonical_request(req: &SignedRequest<'_>, signed_headers: &[String]) -> Stri
         .headers
         .iter()
         .find(|(k, _)| k.eq_ignore_ascii_case("x-amz-content-sha256"))
-        .map(|(_, v)| v.clone())
+        .map(|(_, v)| v.to_string())
         .unwrap_or_else(|| sha256_hex(req.body));
     format!(
         "{}\n{}\n{}\n{}\n{}\n{}",
@@ -172,6 +172,34 @@ fn canonical_request(req: &SignedRequest<'_>, signed_headers: &[String]) -> Stri
         signed_headers.join(";"),
         payload_hash
     )
+}
+
+/// Derived signing keys, by (secret, date, region, service). A key is valid for a whole
+/// day, so the four HMACs that derive it run once per client and day, not per request
+/// (AWS's SDKs cache it the same way). Bounded: cleared when full.
+static KEY_CACHE: std::sync::Mutex<Option<std::collections::HashMap<[u8; 32], Vec<u8>>>> =
+    std::sync::Mutex::new(None);
+const KEY_CACHE_MAX: usize = 1024;
+
+fn cached_signing_key(secret: &str, date: &str, region: &str, service: &str) -> Vec<u8> {
+    // Keyed by a digest so that secrets are not kept in the clear a second time.
+    let mut id = Sha256::new();
+    for part in [secret, date, region, service] {
+        id.update(part.as_bytes());
+        id.update([0]);
+    }
+    let id: [u8; 32] = id.finalize().into();
+    let mut cache = KEY_CACHE.lock().unwrap_or_else(|p| p.into_inner());
+    let map = cache.get_or_insert_with(Default::default);
+    if let Some(key) = map.get(&id) {
+        return key.clone();
+    }
+    let key = signing_key(secret, date, region, service);
+    if map.len() >= KEY_CACHE_MAX {
+        map.clear();
+    }
+    map.insert(id, key.clone());
+    key
 }
 
 fn signing_key(secret: &str, date: &str, region: &str, service: &str) -> Vec<u8> {
@@ -236,7 +264,7 @@ pub fn sign(
     let date_time = amz_date(now);
     let date = &date_time[..8];
     let mut headers = req.headers.to_vec();
-    headers.push(("x-amz-date".into(), date_time.clone()));
+    headers.push(("x-amz-date", date_time.as_str()));
     let mut signed: Vec<String> = headers
         .iter()
         .map(|(k, _)| k.to_ascii_lowercase())
@@ -275,11 +303,11 @@ pub struct Verified {
     pub service: String,
 }
 
-fn header<'a>(req: &'a SignedRequest<'_>, name: &str) -> Option<&'a str> {
+fn header<'a>(req: &SignedRequest<'a>, name: &str) -> Option<&'a str> {
     req.headers
         .iter()
         .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_str())
+        .map(|(_, v)| *v)
 }
 
 /// Verifies a request's signature. `secret_for` looks an access key up.
@@ -351,7 +379,7 @@ pub fn verify(
         &signed,
         date_time,
         &scope,
-        &signing_key(&secret, date, region, service),
+        &cached_signing_key(&secret, date, region, service),
     );
     // Compare in constant time: the signature is a secret-derived value.
     let equal = expected.len() == provided.len()
@@ -374,11 +402,8 @@ pub fn verify(
 mod tests {
     use super::*;
 
-    fn headers(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+    fn headers<'a>(pairs: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+        pairs.to_vec()
     }
 
     /// The "get-vanilla" case of AWS's SigV4 test suite.
@@ -429,7 +454,7 @@ mod tests {
     }
 
     fn signed_request(body: &'static [u8], now: OffsetDateTime) -> Vec<(String, String)> {
-        let mut h = headers(&[
+        let h = headers(&[
             ("host", "127.0.0.1:8790"),
             ("content-type", "application/json"),
         ]);
@@ -441,8 +466,12 @@ mod tests {
             body,
         };
         let added = sign(&req, "AKID", "secret", "us-east-1", "lambda", now);
-        h.extend(added);
-        h
+        let mut owned: Vec<(String, String)> = h
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        owned.extend(added);
+        owned
     }
 
     fn check(
@@ -450,11 +479,12 @@ mod tests {
         body: &[u8],
         now: OffsetDateTime,
     ) -> Result<Verified, AuthError> {
+        let borrowed: Vec<(&str, &str)> = h.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let req = SignedRequest {
             method: "POST",
             raw_path: "/2015-03-31/functions",
             raw_query: "",
-            headers: h,
+            headers: &borrowed,
             body,
         };
         verify(&req, now, |k| (k == "AKID").then(|| "secret".to_string()))

@@ -150,7 +150,7 @@ impl Client {
                 .authority()
                 .map(|a| a.as_str().to_string())
                 .unwrap_or_default();
-            let signed_headers = vec![("host".to_string(), host)];
+            let signed_headers = [("host", host.as_str())];
             let request = wisp_auth::SignedRequest {
                 method,
                 raw_path: uri.path(),
