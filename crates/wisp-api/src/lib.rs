@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod error;
 pub mod lambda;
+pub mod limits;
 pub mod shapes;
 pub mod urls;
 pub mod wisp_ext;
@@ -28,4 +29,8 @@ pub fn router(engine: Arc<Engine>, auth: auth::Auth) -> Router {
         .merge(auth::routes().with_state(auth.clone()))
         .merge(platform)
         .layer(axum::middleware::from_fn_with_state(auth, auth::layer))
+        .layer(axum::middleware::from_fn_with_state(
+            limits::Limits::default(),
+            limits::layer,
+        ))
 }

@@ -136,6 +136,10 @@ pub fn url_router(engine: Arc<Engine>, auth: Auth) -> Router {
     Router::new()
         .fallback(serve)
         .with_state(UrlState { engine, auth })
+        .layer(axum::middleware::from_fn_with_state(
+            crate::limits::Limits::default(),
+            crate::limits::layer,
+        ))
 }
 
 fn message(status: StatusCode, text: &str) -> Response {
