@@ -6,7 +6,9 @@ pub mod auth;
 pub mod error;
 pub mod lambda;
 pub mod limits;
+pub mod routes;
 pub mod shapes;
+pub mod triggers_api;
 pub mod urls;
 pub mod wisp_ext;
 
@@ -18,7 +20,11 @@ use wisp_engine::Engine;
 pub use error::ApiError;
 
 /// The whole management and invoke API on one router, behind authentication.
-pub fn router(engine: Arc<Engine>, auth: auth::Auth) -> Router {
+pub fn router(
+    engine: Arc<Engine>,
+    auth: auth::Auth,
+    triggers: Arc<wisp_triggers::Triggers>,
+) -> Router {
     let platform = Router::new()
         .merge(lambda::routes())
         .merge(wisp_ext::routes())
@@ -27,6 +33,7 @@ pub fn router(engine: Arc<Engine>, auth: auth::Auth) -> Router {
         .with_state(engine);
     Router::new()
         .merge(auth::routes().with_state(auth.clone()))
+        .merge(triggers_api::routes().with_state(triggers))
         .merge(platform)
         .layer(axum::middleware::from_fn_with_state(auth, auth::layer))
         .layer(axum::middleware::from_fn_with_state(

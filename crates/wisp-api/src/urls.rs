@@ -142,11 +142,11 @@ pub fn url_router(engine: Arc<Engine>, auth: Auth) -> Router {
         ))
 }
 
-fn message(status: StatusCode, text: &str) -> Response {
+pub(crate) fn message(status: StatusCode, text: &str) -> Response {
     (status, Json(json!({ "Message": text }))).into_response()
 }
 
-fn decode_component(s: &str) -> String {
+pub(crate) fn decode_component(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -184,18 +184,23 @@ fn is_text(content_type: Option<&str>) -> bool {
 }
 
 /// One request to a function URL, as received.
-struct UrlRequest<'a> {
-    method: &'a Method,
-    /// The path below the URL's root.
-    raw_path: &'a str,
-    raw_query: &'a str,
-    headers: &'a HeaderMap,
-    source_ip: String,
-    body: &'a [u8],
+pub(crate) struct UrlRequest<'a> {
+    pub method: &'a Method,
+    /// The path below the URL's root (for a route: the whole path).
+    pub raw_path: &'a str,
+    pub raw_query: &'a str,
+    pub headers: &'a HeaderMap,
+    pub source_ip: String,
+    pub body: &'a [u8],
+    /// API Gateway's `apiId` (a URL's id, or "wisp-routes").
+    pub api_id: &'a str,
+    /// `$default` for a URL, `POST /orders/{id}` for a route.
+    pub route_key: &'a str,
+    pub path_parameters: Option<&'a BTreeMap<String, String>>,
 }
 
 /// The API Gateway HTTP API payload (format 2.0) that Lambda sends for a URL request.
-fn event(url: &FunctionUrl, req: &UrlRequest<'_>, request_id: &str) -> Value {
+pub(crate) fn event(req: &UrlRequest<'_>, request_id: &str) -> Value {
     let UrlRequest {
         method,
         raw_path,
@@ -258,15 +263,15 @@ fn event(url: &FunctionUrl, req: &UrlRequest<'_>, request_id: &str) -> Value {
         .unwrap_or("");
     let mut doc = json!({
         "version": "2.0",
-        "routeKey": "$default",
+        "routeKey": req.route_key,
         "rawPath": raw_path,
         "rawQueryString": raw_query,
         "headers": hmap,
         "requestContext": {
             "accountId": "anonymous",
-            "apiId": url.url_id,
+            "apiId": req.api_id,
             "domainName": host,
-            "domainPrefix": url.url_id,
+            "domainPrefix": req.api_id,
             "http": {
                 "method": method.as_str(),
                 "path": raw_path,
@@ -275,7 +280,7 @@ fn event(url: &FunctionUrl, req: &UrlRequest<'_>, request_id: &str) -> Value {
                 "userAgent": headers.get("user-agent").and_then(|v| v.to_str().ok()).unwrap_or(""),
             },
             "requestId": request_id,
-            "routeKey": "$default",
+            "routeKey": req.route_key,
             "stage": "$default",
             "time": time_text,
             "timeEpoch": now_ms,
@@ -287,6 +292,9 @@ fn event(url: &FunctionUrl, req: &UrlRequest<'_>, request_id: &str) -> Value {
     }
     if !query.is_empty() {
         doc["queryStringParameters"] = json!(query);
+    }
+    if let Some(params) = req.path_parameters.filter(|p| !p.is_empty()) {
+        doc["pathParameters"] = json!(params);
     }
     if !body.is_empty() {
         doc["body"] = if text {
@@ -302,7 +310,7 @@ fn event(url: &FunctionUrl, req: &UrlRequest<'_>, request_id: &str) -> Value {
 
 /// Maps a handler's result to HTTP as Lambda does: a document with `statusCode` is a
 /// response description; anything else is a 200 JSON body.
-fn http_response(result: &[u8]) -> Response {
+pub(crate) fn http_response(result: &[u8]) -> Response {
     let parsed: Option<Value> = serde_json::from_slice(result).ok();
     let Some(Value::Object(doc)) = parsed.as_ref().filter(|v| v.get("statusCode").is_some()) else {
         let mut r = (StatusCode::OK, result.to_vec()).into_response();
@@ -370,7 +378,12 @@ fn cors_list(cors: &Value, key: &str) -> Vec<String> {
 }
 
 /// Adds the CORS headers the URL's configuration allows for this request's origin.
-fn apply_cors(cors: Option<&Value>, headers: &HeaderMap, response: &mut Response, preflight: bool) {
+pub(crate) fn apply_cors(
+    cors: Option<&Value>,
+    headers: &HeaderMap,
+    response: &mut Response,
+    preflight: bool,
+) {
     let (Some(cors), Some(origin)) = (cors, headers.get("origin").and_then(|o| o.to_str().ok()))
     else {
         return;
@@ -473,8 +486,11 @@ async fn serve(
         headers: &parts.headers,
         source_ip: peer.ip().to_string(),
         body: &body,
+        api_id: &url.url_id,
+        route_key: "$default",
+        path_parameters: None,
     };
-    let doc = event(&url, &url_request, &request_id);
+    let doc = event(&url_request, &request_id);
     let payload = bytes::Bytes::from(doc.to_string());
     let target = format!("{}:{}", url.function, url.qualifier);
     let invoked = state

@@ -94,6 +94,12 @@ impl Engine {
         self.dispatcher.metrics().render(idle, busy, depth)
     }
 
+    /// Tells the async worker that events were queued by someone else (a trigger that
+    /// wrote its fire and event in one transaction).
+    pub fn wake_async_queue(&self) {
+        self.queue.notify();
+    }
+
     pub fn config(&self) -> &EngineConfig {
         &self.cfg
     }

@@ -72,6 +72,19 @@ pub struct FunctionUrl {
     pub modified: String,
 }
 
+/// A trigger: a source of events bound to a function (or one of its aliases/versions).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TriggerRow {
+    pub id: String,
+    /// The source kind, e.g. `schedule` or `http`.
+    pub kind: String,
+    pub function: String,
+    pub qualifier: Option<String>,
+    /// The kind's own configuration, validated by the kind before it is stored.
+    pub config: serde_json::Value,
+    pub created_ms: i64,
+}
+
 /// An accepted asynchronous invocation, waiting in the durable queue.
 #[derive(Debug, Clone)]
 pub struct AsyncEvent {
@@ -140,6 +153,25 @@ pub trait Store: Send + Sync + 'static {
     fn list_urls(&self, function: &str) -> Result<Vec<FunctionUrl>>;
     fn update_url(&self, url: &FunctionUrl) -> Result<bool>;
     fn delete_url(&self, function: &str, qualifier: &str) -> Result<bool>;
+
+    /// Inserts a trigger; `Ok(false)` if the function does not exist.
+    fn create_trigger(&self, trigger: &TriggerRow) -> Result<bool>;
+    /// Triggers, of one function or all.
+    fn list_triggers(&self, function: Option<&str>) -> Result<Vec<TriggerRow>>;
+    fn delete_trigger(&self, id: &str) -> Result<bool>;
+    /// A trigger's last recorded fire time (schedules).
+    fn last_fire(&self, id: &str) -> Result<Option<i64>>;
+    /// Records a fire at `fire_ms` (only if the last recorded one is still `previous_ms`)
+    /// and, in the same transaction, queues its event: a fire is neither lost nor doubled
+    /// by a crash. `event` is `None` to record a skipped fire. `Ok(false)` if another
+    /// writer recorded a fire meanwhile.
+    fn record_fire(
+        &self,
+        id: &str,
+        previous_ms: Option<i64>,
+        fire_ms: i64,
+        event: Option<&AsyncEvent>,
+    ) -> Result<bool>;
 
     /// Durably queues an event; returns once it is committed.
     fn enqueue_event(&self, event: &AsyncEvent) -> Result<i64>;

@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use rusqlite::{params, Connection, OptionalExtension};
 use wisp_core::{FunctionSpec, InvocationRecord, InvocationStatus, InvocationType};
 
-use crate::{Alias, AsyncEvent, FunctionRow, FunctionUrl, Result, Store, StoreError};
+use crate::{Alias, AsyncEvent, FunctionRow, FunctionUrl, Result, Store, StoreError, TriggerRow};
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS functions (
@@ -39,6 +39,13 @@ CREATE TABLE IF NOT EXISTS function_urls (
     doc TEXT NOT NULL,
     PRIMARY KEY (function, qualifier)
 );
+CREATE TABLE IF NOT EXISTS triggers (
+    id TEXT PRIMARY KEY,
+    function TEXT NOT NULL,
+    doc TEXT NOT NULL,
+    last_fire_ms INTEGER
+);
+CREATE INDEX IF NOT EXISTS triggers_function ON triggers (function);
 CREATE TABLE IF NOT EXISTS tags (
     function TEXT PRIMARY KEY,
     doc TEXT NOT NULL
@@ -261,6 +268,7 @@ impl Store for SqliteStore {
             "DELETE FROM function_urls WHERE function = ?1",
             params![name],
         )?;
+        tx.execute("DELETE FROM triggers WHERE function = ?1", params![name])?;
         tx.execute(
             "DELETE FROM async_events WHERE function = ?1 AND state = 'pending'",
             params![name],
@@ -593,6 +601,86 @@ impl Store for SqliteStore {
             params![function, qualifier],
         )?;
         Ok(n > 0)
+    }
+
+    fn create_trigger(&self, trigger: &TriggerRow) -> Result<bool> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let exists: Option<i64> = tx
+            .query_row(
+                "SELECT 1 FROM functions WHERE name = ?1",
+                params![trigger.function],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if exists.is_none() {
+            return Ok(false);
+        }
+        tx.execute(
+            "INSERT INTO triggers (id, function, doc) VALUES (?1, ?2, ?3)",
+            params![trigger.id, trigger.function, doc_of(trigger)?],
+        )?;
+        tx.commit()?;
+        Ok(true)
+    }
+
+    fn list_triggers(&self, function: Option<&str>) -> Result<Vec<TriggerRow>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT doc FROM triggers WHERE ?1 IS NULL OR function = ?1 ORDER BY function, id",
+        )?;
+        let rows = stmt.query_map(params![function], |r| r.get::<_, String>(0))?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(parse_doc(&row?)?);
+        }
+        Ok(out)
+    }
+
+    fn delete_trigger(&self, id: &str) -> Result<bool> {
+        Ok(self
+            .conn()
+            .execute("DELETE FROM triggers WHERE id = ?1", params![id])?
+            > 0)
+    }
+
+    fn last_fire(&self, id: &str) -> Result<Option<i64>> {
+        let conn = self.conn();
+        let v: Option<Option<i64>> = conn
+            .query_row(
+                "SELECT last_fire_ms FROM triggers WHERE id = ?1",
+                params![id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(v.flatten())
+    }
+
+    fn record_fire(
+        &self,
+        id: &str,
+        previous_ms: Option<i64>,
+        fire_ms: i64,
+        event: Option<&AsyncEvent>,
+    ) -> Result<bool> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let n = tx.execute(
+            "UPDATE triggers SET last_fire_ms = ?2 WHERE id = ?1 AND last_fire_ms IS ?3",
+            params![id, fire_ms, previous_ms],
+        )?;
+        if n == 0 {
+            return Ok(false);
+        }
+        if let Some(e) = event {
+            tx.execute(
+                "INSERT INTO async_events (request_id, function, qualifier, payload, attempts, due_ms, enqueued_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![e.request_id, e.function, e.qualifier, e.payload, e.attempts, e.due_ms, e.enqueued_ms],
+            )?;
+        }
+        tx.commit()?;
+        Ok(true)
     }
 
     fn enqueue_event(&self, e: &AsyncEvent) -> Result<i64> {

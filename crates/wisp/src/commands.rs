@@ -90,6 +90,216 @@ pub struct LogsArgs {
     client: ClientArgs,
 }
 
+#[derive(Args, Debug)]
+pub struct TriggersArgs {
+    #[command(subcommand)]
+    command: TriggerCommand,
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum TriggerCommand {
+    /// List triggers (of one function, or all) with their state.
+    Ls { name: Option<String> },
+    /// The same as ls: each trigger's state, last and next fire.
+    Status { name: Option<String> },
+    /// Add a trigger to a function.
+    Add {
+        name: String,
+        /// A schedule: rate(5 minutes) or cron(0 12 * * ? *).
+        #[arg(long, conflicts_with = "http")]
+        schedule: Option<String>,
+        /// The schedule's time zone (IANA), UTC by default.
+        #[arg(long)]
+        timezone: Option<String>,
+        /// skip (default) or fire_once: fires missed while the server was down.
+        #[arg(long)]
+        missed: Option<String>,
+        /// A route: "POST /orders/{id}".
+        #[arg(long)]
+        http: Option<String>,
+        /// A version or alias to invoke.
+        #[arg(long)]
+        qualifier: Option<String>,
+    },
+    /// Remove a trigger by its id.
+    Rm { id: String },
+}
+
+/// A trigger's identity for comparing the manifest with the server: kind, qualifier and
+/// configuration without null fields.
+fn trigger_key(kind: &str, qualifier: Option<&str>, config: &Value) -> String {
+    let mut config = config.clone();
+    if let Value::Object(map) = &mut config {
+        map.retain(|_, v| !v.is_null());
+        if let Some(Value::String(m)) = map.get_mut("Method") {
+            *m = m.to_ascii_uppercase();
+        }
+    }
+    format!("{kind}|{}|{config}", qualifier.unwrap_or(""))
+}
+
+/// Makes a function's triggers exactly `defs`: keeps the ones that match (so a schedule
+/// keeps its fire history), removes the rest, adds what is missing.
+fn sync_triggers(
+    client: &Client,
+    name: &str,
+    defs: &[crate::manifest::TriggerDef],
+) -> anyhow::Result<()> {
+    let existing = client.get_json(&format!("/wisp/v1/triggers?FunctionName={}", encode(name)))?;
+    let mut wanted = Vec::new();
+    for def in defs {
+        let (kind, config) = def.to_api()?;
+        wanted.push((
+            trigger_key(kind, def.qualifier.as_deref(), &config),
+            kind,
+            config,
+            def.qualifier.clone(),
+        ));
+    }
+    let mut kept = Vec::new();
+    for t in existing["Triggers"].as_array().into_iter().flatten() {
+        let key = trigger_key(
+            t["Kind"].as_str().unwrap_or(""),
+            t["Qualifier"].as_str(),
+            &t["Config"],
+        );
+        if wanted.iter().any(|(k, ..)| *k == key) && !kept.contains(&key) {
+            kept.push(key);
+        } else {
+            let id = t["Id"].as_str().unwrap_or("");
+            let reply = client.call(
+                "DELETE",
+                &format!("/wisp/v1/triggers/{}", encode(id)),
+                &[],
+                None,
+                None,
+            )?;
+            if !reply.ok() {
+                return Err(reply.error());
+            }
+            println!("  removed trigger {id}");
+        }
+    }
+    for (key, kind, config, qualifier) in wanted {
+        if kept.contains(&key) {
+            continue;
+        }
+        let body =
+            json!({ "Kind": kind, "FunctionName": name, "Qualifier": qualifier, "Config": config });
+        let created = client
+            .call(
+                "POST",
+                "/wisp/v1/triggers",
+                &[],
+                Some(&serde_json::to_vec(&body)?),
+                None,
+            )?
+            .json()?;
+        println!(
+            "  added {kind} trigger {}",
+            created["Id"].as_str().unwrap_or("?")
+        );
+    }
+    Ok(())
+}
+
+fn print_triggers(doc: &Value) {
+    println!(
+        "{:<14} {:<9} {:<28} {:<34} {:<10} NEXT FIRE",
+        "ID", "KIND", "FUNCTION", "WHAT", "STATE"
+    );
+    for t in doc["Triggers"].as_array().into_iter().flatten() {
+        let what = match t["Kind"].as_str() {
+            Some("schedule") => t["Config"]["ScheduleExpression"]
+                .as_str()
+                .unwrap_or("")
+                .to_string(),
+            Some("http") => format!(
+                "{} {}",
+                t["Config"]["Method"].as_str().unwrap_or(""),
+                t["Config"]["Path"].as_str().unwrap_or("")
+            ),
+            _ => String::new(),
+        };
+        let function = match t["Qualifier"].as_str() {
+            Some(q) => format!("{}:{q}", t["FunctionName"].as_str().unwrap_or("")),
+            None => t["FunctionName"].as_str().unwrap_or("").to_string(),
+        };
+        let next = t["Status"]["NextFireMs"]
+            .as_i64()
+            .map(wisp_core::time::lambda_timestamp)
+            .unwrap_or_else(|| "-".into());
+        println!(
+            "{:<14} {:<9} {:<28} {:<34} {:<10} {next}",
+            t["Id"].as_str().unwrap_or(""),
+            t["Kind"].as_str().unwrap_or(""),
+            function,
+            what,
+            t["Status"]["State"].as_str().unwrap_or("")
+        );
+    }
+}
+
+pub fn triggers(args: TriggersArgs) -> anyhow::Result<ExitCode> {
+    let client = Client::new(&args.client.endpoint);
+    match args.command {
+        TriggerCommand::Ls { name } | TriggerCommand::Status { name } => {
+            let path = match name {
+                Some(n) => format!("/wisp/v1/triggers?FunctionName={}", encode(&n)),
+                None => "/wisp/v1/triggers".to_string(),
+            };
+            print_triggers(&client.get_json(&path)?);
+        }
+        TriggerCommand::Add {
+            name,
+            schedule,
+            timezone,
+            missed,
+            http,
+            qualifier,
+        } => {
+            let def = crate::manifest::TriggerDef {
+                schedule,
+                timezone,
+                missed,
+                http,
+                qualifier: qualifier.clone(),
+            };
+            let (kind, config) = def.to_api()?;
+            let body = json!({ "Kind": kind, "FunctionName": name, "Qualifier": qualifier, "Config": config });
+            let created = client
+                .call(
+                    "POST",
+                    "/wisp/v1/triggers",
+                    &[],
+                    Some(&serde_json::to_vec(&body)?),
+                    None,
+                )?
+                .json()?;
+            println!(
+                "added {kind} trigger {}",
+                created["Id"].as_str().unwrap_or("?")
+            );
+        }
+        TriggerCommand::Rm { id } => {
+            let reply = client.call(
+                "DELETE",
+                &format!("/wisp/v1/triggers/{}", encode(&id)),
+                &[],
+                None,
+                None,
+            )?;
+            if !reply.ok() {
+                return Err(reply.error());
+            }
+            println!("removed trigger {id}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// One function to deploy, from flags or a manifest.
 struct Plan {
     name: String,
@@ -100,6 +310,8 @@ struct Plan {
     timeout: Option<u32>,
     env: Option<BTreeMap<String, String>>,
     description: Option<String>,
+    /// From a manifest: the triggers the function must have.
+    triggers: Option<Vec<crate::manifest::TriggerDef>>,
 }
 
 fn from_def(name: &str, def: FunctionDef, base: &Path) -> Plan {
@@ -112,6 +324,7 @@ fn from_def(name: &str, def: FunctionDef, base: &Path) -> Plan {
         timeout: def.timeout_s,
         env: Some(def.env),
         description: def.description,
+        triggers: def.triggers,
     }
 }
 
@@ -212,6 +425,9 @@ fn deploy_one(client: &Client, plan: Plan) -> anyhow::Result<()> {
             .json()?
     };
     uploading.finish_and_clear();
+    if let Some(defs) = &plan.triggers {
+        sync_triggers(client, &plan.name, defs)?;
+    }
     println!(
         "deployed {} ({}, {} bytes, sha256 {})",
         plan.name,
@@ -263,6 +479,7 @@ pub fn deploy(args: DeployArgs) -> anyhow::Result<ExitCode> {
             timeout: args.timeout,
             env: (!env.is_empty()).then_some(env),
             description: args.description.clone(),
+            triggers: None,
         }],
     };
     for plan in plans {

@@ -37,6 +37,8 @@ enum Command {
     Rm(commands::NameArgs),
     /// Show a function's invocation logs.
     Logs(commands::LogsArgs),
+    /// List, add and remove triggers (schedules, HTTP routes).
+    Triggers(commands::TriggersArgs),
 }
 
 fn main() -> ExitCode {
@@ -49,6 +51,7 @@ fn main() -> ExitCode {
         Command::Describe(args) => commands::describe(args),
         Command::Rm(args) => commands::rm(args),
         Command::Logs(args) => commands::logs(args),
+        Command::Triggers(args) => commands::triggers(args),
     };
     match result {
         Ok(code) => code,

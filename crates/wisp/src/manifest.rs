@@ -28,6 +28,60 @@ pub struct FunctionDef {
     pub description: Option<String>,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Events that invoke the function. When present, `wisp deploy` makes the function's
+    /// triggers exactly these (an empty list removes them all); when absent, it leaves
+    /// them alone.
+    #[serde(default)]
+    pub triggers: Option<Vec<TriggerDef>>,
+}
+
+/// One trigger of a function: exactly one of `schedule` and `http`.
+#[derive(Debug, Deserialize, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TriggerDef {
+    /// `rate(5 minutes)` or `cron(0 12 * * ? *)`.
+    pub schedule: Option<String>,
+    /// The schedule's time zone (IANA name), UTC by default.
+    pub timezone: Option<String>,
+    /// `skip` (default) or `fire_once`: what to do about fires missed while the server was down.
+    pub missed: Option<String>,
+    /// `"POST /orders/{id}"`: a route on the HTTP routes listener.
+    pub http: Option<String>,
+    /// A version or alias to invoke instead of $LATEST.
+    pub qualifier: Option<String>,
+}
+
+impl TriggerDef {
+    /// The trigger as the API takes it: (kind, config).
+    pub fn to_api(&self) -> anyhow::Result<(&'static str, serde_json::Value)> {
+        match (&self.schedule, &self.http) {
+            (Some(expr), None) => {
+                let mut cfg = serde_json::json!({ "ScheduleExpression": expr });
+                if let Some(tz) = &self.timezone {
+                    cfg["ScheduleExpressionTimezone"] = tz.clone().into();
+                }
+                if let Some(m) = &self.missed {
+                    cfg["MissedFires"] = m.to_ascii_uppercase().into();
+                }
+                Ok(("schedule", cfg))
+            }
+            (None, Some(route)) => {
+                let (method, path) = route.split_once(' ').ok_or_else(|| {
+                    anyhow::anyhow!("http = \"{route}\": expected \"METHOD /path\"")
+                })?;
+                if self.timezone.is_some() || self.missed.is_some() {
+                    bail!("timezone and missed apply to schedules, not to http = \"{route}\"");
+                }
+                Ok((
+                    "http",
+                    serde_json::json!({ "Method": method, "Path": path.trim() }),
+                ))
+            }
+            _ => {
+                bail!("a trigger has exactly one of schedule = \"...\" and http = \"METHOD /path\"")
+            }
+        }
+    }
 }
 
 impl Manifest {

@@ -24,6 +24,10 @@ pub struct ServeArgs {
     /// or a free port if that one is taken.
     #[arg(long, env = "WISP_URL_LISTEN")]
     url_listen: Option<SocketAddr>,
+    /// Address HTTP routes (`http` triggers) are served on, apart from the API. Default:
+    /// 127.0.0.1:8792, or a free port if that one is taken.
+    #[arg(long, env = "WISP_ROUTES_LISTEN")]
+    routes_listen: Option<SocketAddr>,
     /// Where functions, packages, the queue and records are kept.
     #[arg(long, default_value = ".wisp", env = "WISP_DATA_DIR")]
     data_dir: PathBuf,
@@ -150,16 +154,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         })
         .context("could not prepare the process runtime")?,
     );
-    let url_listener = match args.url_listen {
-        Some(addr) => tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("could not listen on {addr} for function URLs"))?,
-        None => match tokio::net::TcpListener::bind(("127.0.0.1", 8791)).await {
-            Ok(l) => l,
-            Err(_) => tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?,
-        },
-    };
+    let url_listener = bind_side(args.url_listen, 8791, "function URLs").await?;
     let url_addr = url_listener.local_addr()?;
+    let routes_listener = bind_side(args.routes_listen, 8792, "HTTP routes").await?;
+    let routes_addr = routes_listener.local_addr()?;
     let cfg = EngineConfig {
         data_dir: data_dir.clone(),
         region: args.region.clone(),
@@ -172,30 +170,25 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         records_retain: args.records_retain,
         url_base: format!("http://{url_addr}"),
     };
-    let engine = Engine::start(cfg, store, blobs, executor, interpreters);
+    let engine = Engine::start(cfg, store.clone(), blobs, executor, interpreters);
+    let triggers = wisp_triggers::Triggers::start(engine.clone(), store)
+        .map_err(|e| anyhow::anyhow!("could not start triggers: {e}"))?;
     let auth = auth(&args, &data_dir)?;
-    let app = wisp_api::router(engine.clone(), auth.clone());
+    let app = wisp_api::router(engine.clone(), auth.clone(), triggers.clone());
     let url_app = wisp_api::urls::url_router(engine.clone(), auth);
+    let routes_app = wisp_api::routes::routes_router(triggers.clone());
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("could not listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, urls = %url_addr, data_dir = %data_dir.display(), "wisp is serving");
+    tracing::info!(%addr, urls = %url_addr, routes = %routes_addr, data_dir = %data_dir.display(), "wisp is serving");
     println!("wisp: listening on http://{addr}");
+    println!("wisp: function URLs on http://{url_addr}, HTTP routes on http://{routes_addr}");
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut url_stop = stop_rx.clone();
+    let url_server = serve_side(url_listener, url_app, stop_rx.clone());
+    let routes_server = serve_side(routes_listener, routes_app, stop_rx.clone());
     let mut api_stop = stop_rx;
-    let url_server = tokio::spawn(async move {
-        axum::serve(
-            url_listener,
-            url_app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
-            let _ = url_stop.wait_for(|stop| *stop).await;
-        })
-        .await
-    });
     let server = tokio::spawn(async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(async move {
@@ -208,8 +201,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let grace = Duration::from_secs(args.shutdown_grace_secs);
     // Stop accepting first; in-flight requests keep their connections until they finish.
     let _ = stop_tx.send(true);
+    triggers.stop();
     engine.shutdown(grace).await;
     let _ = tokio::time::timeout(grace, url_server).await;
+    let _ = tokio::time::timeout(grace, routes_server).await;
     match tokio::time::timeout(grace, server).await {
         Ok(Ok(Ok(()))) => {}
         Ok(Ok(Err(e))) => tracing::warn!(error = %e, "server error at shutdown"),
@@ -218,6 +213,42 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Binds a side listener (function URLs, HTTP routes): the address given, or by default
+/// 127.0.0.1:`default_port`, or a free port if that one is taken.
+async fn bind_side(
+    addr: Option<SocketAddr>,
+    default_port: u16,
+    what: &str,
+) -> anyhow::Result<tokio::net::TcpListener> {
+    Ok(match addr {
+        Some(addr) => tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("could not listen on {addr} for {what}"))?,
+        None => match tokio::net::TcpListener::bind(("127.0.0.1", default_port)).await {
+            Ok(l) => l,
+            Err(_) => tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?,
+        },
+    })
+}
+
+/// Serves a side listener until the stop signal, telling handlers the peer's address.
+fn serve_side(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<std::io::Result<()>> {
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = stop.wait_for(|stop| *stop).await;
+        })
+        .await
+    })
 }
 
 async fn wait_for_signal() {

@@ -1,0 +1,128 @@
+//! The HTTP routes listener (API gateway): serves the `http` triggers on a port of its own,
+//! apart from the management API, delivering API Gateway payload 2.0 events.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use wisp_core::limits::SYNC_PAYLOAD_MAX_BYTES;
+use wisp_engine::{InvokeMode, Invoked};
+use wisp_runtime::Outcome;
+use wisp_triggers::http::Match;
+use wisp_triggers::Triggers;
+
+use crate::urls::{apply_cors, decode_component, event, http_response, UrlRequest};
+
+fn message(status: StatusCode, text: &str) -> Response {
+    (status, axum::Json(serde_json::json!({ "message": text }))).into_response()
+}
+
+/// The router of the routes listener.
+pub fn routes_router(triggers: Arc<Triggers>) -> Router {
+    Router::new()
+        .fallback(serve)
+        .with_state(triggers)
+        .layer(axum::middleware::from_fn_with_state(
+            crate::limits::Limits::default(),
+            crate::limits::layer,
+        ))
+}
+
+async fn serve(
+    State(triggers): State<Arc<Triggers>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request,
+) -> Response {
+    let (parts, body) = request.into_parts();
+    let raw_path = parts.uri.path().to_string();
+    let decoded: String = raw_path
+        .split('/')
+        .map(decode_component)
+        .collect::<Vec<_>>()
+        .join("/");
+    let table = triggers.routes();
+    let preflight = parts.method == Method::OPTIONS
+        && parts.headers.contains_key("access-control-request-method");
+    let (route, params) = match table.find(parts.method.as_str(), &decoded) {
+        Match::Found { route, params } if !(preflight && route.method != "OPTIONS") => {
+            (route, params)
+        }
+        Match::Found { route, .. } | Match::MethodNotAllowed(_, Some(route))
+            if preflight && route.cors.is_some() =>
+        {
+            let mut response = StatusCode::NO_CONTENT.into_response();
+            apply_cors(route.cors.as_ref(), &parts.headers, &mut response, true);
+            return response;
+        }
+        Match::Found { .. } | Match::NotFound => {
+            return message(StatusCode::NOT_FOUND, "Not Found")
+        }
+        Match::MethodNotAllowed(allowed, _) => {
+            let mut response = message(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
+            if let Ok(v) = HeaderValue::from_str(&allowed.join(", ")) {
+                response.headers_mut().insert("allow", v);
+            }
+            return response;
+        }
+    };
+    let body = match axum::body::to_bytes(body, SYNC_PAYLOAD_MAX_BYTES).await {
+        Ok(b) => b,
+        Err(_) => return message(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large"),
+    };
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let req = UrlRequest {
+        method: &parts.method,
+        raw_path: &raw_path,
+        raw_query: parts.uri.query().unwrap_or(""),
+        headers: &parts.headers,
+        source_ip: peer.ip().to_string(),
+        body: &body,
+        api_id: "wisp-routes",
+        route_key: &route.route_key,
+        path_parameters: Some(&params),
+    };
+    let payload = bytes::Bytes::from(event(&req, &request_id).to_string());
+    let target = match &route.qualifier {
+        Some(q) => format!("{}:{q}", route.function),
+        None => route.function.clone(),
+    };
+    let invoked = triggers
+        .engine()
+        .invoke(
+            &target,
+            None,
+            InvokeMode::RequestResponse,
+            payload,
+            None,
+            Some(request_id.clone()),
+        )
+        .await;
+    let mut response = match invoked {
+        Ok(Invoked::Done(result)) => match result.outcome {
+            Outcome::Success(body) => http_response(&body),
+            _ => message(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error"),
+        },
+        Ok(_) => message(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error"),
+        Err(e) if e.kind == wisp_core::ErrorKind::TooManyRequests => {
+            message(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests")
+        }
+        Err(e) if e.kind == wisp_core::ErrorKind::RequestTooLarge => {
+            message(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large")
+        }
+        Err(e) if e.kind == wisp_core::ErrorKind::ResourceNotFound => {
+            message(StatusCode::NOT_FOUND, "Not Found")
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, route = %route.route_key, "route invocation failed");
+            message(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
+        }
+    };
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("apigw-requestid", v);
+    }
+    apply_cors(route.cors.as_ref(), &parts.headers, &mut response, false);
+    response
+}

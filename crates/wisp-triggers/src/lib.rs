@@ -1,0 +1,218 @@
+//! Triggers: sources that turn events into invocations. Each kind is one module with the
+//! same shape (its configuration, validated when the trigger is created, and what runs
+//! it); every event goes through the engine's invoke path, so limits, records, retries
+//! and metrics apply as they do to a direct Invoke.
+//!
+//! Kinds:
+//! - `schedule` ([`schedule`]): EventBridge `rate(...)`/`cron(...)` expressions in a time
+//!   zone. A fire is recorded and its event queued in one transaction, so a crash neither
+//!   loses nor doubles it; fires missed while the server was down are skipped or fired once.
+//! - `http` ([`http`]): method + path routes (`POST /orders/{id}`, `/{proxy+}`) served on
+//!   their own listener; the listener itself lives in `wisp-api`.
+//!
+//! Triggers are stored in the engine's store (`TriggerRow`), so they survive restarts and
+//! are removed with their function.
+
+pub mod http;
+pub mod schedule;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+
+use serde_json::Value;
+use wisp_core::error::Result;
+use wisp_core::Error;
+use wisp_engine::Engine;
+use wisp_store::{Store, TriggerRow};
+
+/// At most this many triggers per server.
+pub const MAX_TRIGGERS: usize = 10_000;
+
+/// A new trigger, as the API or a manifest gives it.
+#[derive(Debug, Clone)]
+pub struct TriggerInput {
+    pub kind: String,
+    pub function: String,
+    pub qualifier: Option<String>,
+    pub config: Value,
+}
+
+/// What a trigger is doing now, for `wisp triggers status`.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct TriggerStatus {
+    pub state: String,
+    pub last_fire_ms: Option<i64>,
+    pub next_fire_ms: Option<i64>,
+    pub fired: u64,
+    pub last_error: Option<String>,
+}
+
+pub struct Triggers {
+    engine: Arc<Engine>,
+    store: Arc<dyn Store>,
+    tasks: Mutex<HashMap<String, tokio::task::JoinHandle<()>>>,
+    status: Mutex<HashMap<String, TriggerStatus>>,
+    routes: RwLock<Arc<http::RouteTable>>,
+}
+
+fn store_err(e: wisp_store::StoreError) -> Error {
+    tracing::error!(error = %e, "trigger store failure");
+    Error::service("The server could not complete the request; see its log.")
+}
+
+impl Triggers {
+    /// Loads every stored trigger and starts the ones that run.
+    pub fn start(engine: Arc<Engine>, store: Arc<dyn Store>) -> Result<Arc<Self>> {
+        let triggers = Arc::new(Triggers {
+            engine,
+            store,
+            tasks: Mutex::new(HashMap::new()),
+            status: Mutex::new(HashMap::new()),
+            routes: RwLock::new(Arc::default()),
+        });
+        triggers.reconcile()?;
+        // Triggers of a deleted function are removed with it in the store; this picks that
+        // up (and anything else changed behind the API's back).
+        let weak = Arc::downgrade(&triggers);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                let Some(t) = weak.upgrade() else { return };
+                if let Err(e) = t.reconcile() {
+                    tracing::warn!(error = %e, "trigger reconcile failed");
+                }
+            }
+        });
+        Ok(triggers)
+    }
+
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    /// The HTTP routes in force.
+    pub fn routes(&self) -> Arc<http::RouteTable> {
+        self.routes
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn set_status(&self, id: &str, f: impl FnOnce(&mut TriggerStatus)) {
+        let mut map = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        f(map.entry(id.to_string()).or_default());
+    }
+
+    /// Brings running tasks and the route table in line with the store: starts what is
+    /// new, stops what is gone (a deleted trigger, or one whose function was deleted).
+    pub fn reconcile(self: &Arc<Self>) -> Result<()> {
+        let rows = self.store.list_triggers(None).map_err(store_err)?;
+        let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        tasks.retain(|id, task| {
+            let keep = rows.iter().any(|r| &r.id == id);
+            if !keep {
+                task.abort();
+            }
+            keep
+        });
+        self.status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|id, _| rows.iter().any(|r| &r.id == id));
+        for row in rows.iter().filter(|r| r.kind == schedule::KIND) {
+            if !tasks.contains_key(&row.id) {
+                match schedule::Config::from_value(&row.config) {
+                    Ok(cfg) => {
+                        tasks.insert(
+                            row.id.clone(),
+                            tokio::spawn(schedule::run(self.clone(), row.clone(), cfg)),
+                        );
+                    }
+                    Err(e) => self.set_status(&row.id, |s| {
+                        s.state = "Invalid".into();
+                        s.last_error = Some(e.message);
+                    }),
+                }
+            }
+        }
+        let table = http::RouteTable::build(rows.iter().filter(|r| r.kind == http::KIND));
+        *self.routes.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(table);
+        for row in rows.iter().filter(|r| r.kind == http::KIND) {
+            self.set_status(&row.id, |s| s.state = "Serving".into());
+        }
+        Ok(())
+    }
+
+    /// Validates and stores a trigger, then starts it.
+    pub fn create(self: &Arc<Self>, input: TriggerInput) -> Result<TriggerRow> {
+        // The function (and qualifier) must exist now; events resolve it again when they fire.
+        let target = self
+            .engine
+            .resolve(&input.function, input.qualifier.as_deref())?;
+        let config = match input.kind.as_str() {
+            schedule::KIND => serde_json::to_value(schedule::Config::from_value(&input.config)?),
+            http::KIND => {
+                let cfg = http::Config::from_value(&input.config)?;
+                let existing = self.store.list_triggers(None).map_err(store_err)?;
+                http::check_conflicts(&cfg, existing.iter().filter(|r| r.kind == http::KIND))?;
+                serde_json::to_value(cfg)
+            }
+            other => {
+                return Err(Error::invalid(format!(
+                    "Trigger kind '{}' is not one of: schedule, http.",
+                    other.chars().take(40).collect::<String>()
+                )))
+            }
+        }
+        .map_err(|e| Error::service(e.to_string()))?;
+        if self.store.list_triggers(None).map_err(store_err)?.len() >= MAX_TRIGGERS {
+            return Err(Error::invalid(format!(
+                "This server holds at most {MAX_TRIGGERS} triggers."
+            )));
+        }
+        let row = TriggerRow {
+            id: uuid::Uuid::new_v4().simple().to_string()[..12].to_string(),
+            kind: input.kind,
+            function: target.spec.name.clone(),
+            qualifier: input.qualifier,
+            config,
+            created_ms: wisp_core::time::now_ms(),
+        };
+        if !self.store.create_trigger(&row).map_err(store_err)? {
+            return Err(Error::not_found(format!(
+                "Function not found: {}",
+                row.function
+            )));
+        }
+        self.reconcile()?;
+        Ok(row)
+    }
+
+    pub fn list(&self, function: Option<&str>) -> Result<Vec<(TriggerRow, TriggerStatus)>> {
+        let rows = self.store.list_triggers(function).map_err(store_err)?;
+        let status = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                let s = status.get(&r.id).cloned().unwrap_or_default();
+                (r, s)
+            })
+            .collect())
+    }
+
+    pub fn delete(self: &Arc<Self>, id: &str) -> Result<()> {
+        if !self.store.delete_trigger(id).map_err(store_err)? {
+            return Err(Error::not_found(format!("Trigger not found: {id}")));
+        }
+        self.reconcile()
+    }
+
+    /// Stops every trigger task (at shutdown).
+    pub fn stop(&self) {
+        for (_, task) in self.tasks.lock().unwrap_or_else(|p| p.into_inner()).drain() {
+            task.abort();
+        }
+    }
+}
