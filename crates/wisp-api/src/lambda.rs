@@ -68,6 +68,17 @@ pub fn routes() -> Router<Arc<Engine>> {
             "/2017-03-31/tags/{arn}",
             post(tag_resource).get(list_tags).delete(untag_resource),
         )
+        .route(
+            "/2019-09-25/functions/{name}/event-invoke-config",
+            get(get_invoke_config)
+                .put(put_invoke_config)
+                .post(update_invoke_config)
+                .delete(delete_invoke_config),
+        )
+        .route(
+            "/2019-09-25/functions/{name}/event-invoke-config/list",
+            get(list_invoke_configs),
+        )
         .route("/2016-08-19/account-settings", get(account_settings))
         .route("/2016-08-19/account-settings/", get(account_settings))
 }
@@ -299,6 +310,72 @@ async fn get_concurrency(State(engine): Eng, Path(name): Path<String>) -> ApiRes
 async fn delete_concurrency(State(engine): Eng, Path(name): Path<String>) -> ApiResult<StatusCode> {
     engine.delete_concurrency(&name)?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+async fn invoke_config_body(body: Body) -> ApiResult<Value> {
+    let bytes = read_body(
+        body,
+        CONTROL_REQUEST_MAX_BYTES,
+        "PutFunctionEventInvokeConfig",
+    )
+    .await?;
+    parse_json(&bytes)
+}
+
+async fn put_invoke_config(
+    State(engine): Eng,
+    Path(name): Path<String>,
+    Query(params): Params,
+    body: Body,
+) -> ApiResult<Json<Value>> {
+    let input = invoke_config_body(body).await?;
+    Ok(Json(engine.put_invoke_config(
+        &name,
+        qualifier(&params),
+        input,
+        false,
+    )?))
+}
+
+async fn update_invoke_config(
+    State(engine): Eng,
+    Path(name): Path<String>,
+    Query(params): Params,
+    body: Body,
+) -> ApiResult<Json<Value>> {
+    let input = invoke_config_body(body).await?;
+    Ok(Json(engine.put_invoke_config(
+        &name,
+        qualifier(&params),
+        input,
+        true,
+    )?))
+}
+
+async fn get_invoke_config(
+    State(engine): Eng,
+    Path(name): Path<String>,
+    Query(params): Params,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(engine.get_invoke_config(&name, qualifier(&params))?))
+}
+
+async fn delete_invoke_config(
+    State(engine): Eng,
+    Path(name): Path<String>,
+    Query(params): Params,
+) -> ApiResult<StatusCode> {
+    engine.delete_invoke_config(&name, qualifier(&params))?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn list_invoke_configs(
+    State(engine): Eng,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(
+        json!({ "FunctionEventInvokeConfigs": engine.list_invoke_configs(&name)? }),
+    ))
 }
 
 fn alias_json(engine: &Engine, a: &wisp_store::Alias) -> Value {

@@ -21,6 +21,32 @@ pub fn routes() -> Router<Arc<Engine>> {
         .route("/wisp/v1/functions/{name}/records", get(records))
         .route("/wisp/v1/code/{sha}", get(code))
         .route("/metrics", get(metrics))
+        .route("/wisp/v1/functions/{name}/dead-letters", get(dead_letters))
+        .route(
+            "/wisp/v1/functions/{name}/redrive",
+            axum::routing::post(redrive),
+        )
+}
+
+async fn dead_letters(
+    State(engine): State<Arc<Engine>>,
+    Path(name): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Value>> {
+    let limit = params
+        .get("limit")
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(100);
+    Ok(Json(
+        json!({ "DeadLetters": engine.dead_letters(&name, limit)? }),
+    ))
+}
+
+async fn redrive(
+    State(engine): State<Arc<Engine>>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(json!({ "Redriven": engine.redrive(&name)? })))
 }
 
 async fn metrics(State(engine): State<Arc<Engine>>) -> impl IntoResponse {

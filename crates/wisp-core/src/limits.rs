@@ -29,8 +29,6 @@ pub const FUNCTION_NAME_MAX_CHARS: usize = 64;
 pub const LOG_MAX_BYTES_PER_INVOCATION: usize = 256 * 1024;
 /// The tail returned by `X-Amz-Log-Type: Tail`.
 pub const LOG_TAIL_BYTES: usize = 4 * 1024;
-/// Async attempts in total (Lambda: one try and two retries).
-pub const ASYNC_MAX_ATTEMPTS: u32 = 3;
 /// ListFunctions page size bounds.
 pub const LIST_MAX_ITEMS: usize = 10_000;
 pub const LIST_DEFAULT_ITEMS: usize = 50;

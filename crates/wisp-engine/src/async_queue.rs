@@ -10,9 +10,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::Bytes;
+use serde_json::{json, Value};
 use tokio::sync::Notify;
-use wisp_core::limits::ASYNC_MAX_ATTEMPTS;
 use wisp_core::{ErrorKind, InvocationType};
+use wisp_runtime::Outcome;
 use wisp_store::AsyncEvent;
 
 use crate::Engine;
@@ -110,52 +112,170 @@ pub fn spawn_worker(engine: Arc<Engine>) {
 
 async fn run_event(engine: Arc<Engine>, event: AsyncEvent) {
     let id = event.id;
-    let outcome = attempt(&engine, &event).await;
-    let store = engine.store.clone();
+    let cfg = engine.invoke_config_for(&event.function, event.qualifier.as_deref());
+    let age_ms = wisp_core::time::now_ms() - event.enqueued_ms;
+    let outcome = if age_ms > cfg.max_age_s as i64 * 1000 {
+        Attempt::Expired
+    } else {
+        attempt(&engine, &event).await
+    };
     let base = engine.cfg.async_retry_base;
-    let result = tokio::task::spawn_blocking(move || match outcome {
-        Attempt::Done => store.complete_event(id),
+    let attempts = event.attempts + 1;
+    let final_failure =
+        |condition: &str, response: Option<(&str, &Bytes, &str)>| -> Option<AsyncEvent> {
+            let dest = cfg.on_failure.as_deref()?;
+            engine.destination_event(
+                dest,
+                &record(&engine, &event, condition, attempts, response),
+            )
+        };
+    let store = engine.store.clone();
+    let result = match outcome {
+        Attempt::Done { version, body } => {
+            let follow_up = cfg.on_success.as_deref().and_then(|d| {
+                engine.destination_event(
+                    d,
+                    &record(
+                        &engine,
+                        &event,
+                        "Success",
+                        attempts,
+                        Some((&version, &body, "")),
+                    ),
+                )
+            });
+            blocking(move || store.complete_event(id, follow_up.as_ref())).await
+        }
         Attempt::Throttled => {
             let due = wisp_core::time::now_ms() + THROTTLE_RETRY.as_millis() as i64;
-            store.retry_event(id, event.attempts, due, "throttled")
+            let previous = event.attempts;
+            blocking(move || store.retry_event(id, previous, due, "throttled")).await
         }
-        Attempt::Failed(error) => {
-            let attempts = event.attempts + 1;
-            if attempts >= ASYNC_MAX_ATTEMPTS {
-                tracing::warn!(request_id = %event.request_id, function = %event.function, %error, "async event failed after {attempts} attempts");
-                store.fail_event(id, attempts, &error)
-            } else {
-                let delay = base * 2u32.pow(attempts - 1);
-                let due = wisp_core::time::now_ms() + delay.as_millis() as i64;
-                store.retry_event(id, attempts, due, &error)
-            }
+        Attempt::Failed {
+            version,
+            body,
+            error,
+        } if attempts > cfg.max_retries => {
+            tracing::warn!(request_id = %event.request_id, function = %event.function, %error, "async event failed after {attempts} attempts");
+            let follow_up = final_failure("RetriesExhausted", Some((&version, &body, "Unhandled")));
+            finish_failed(store, id, attempts, error, follow_up).await
         }
-        Attempt::Gone => store.complete_event(id),
-    })
-    .await;
-    if let Ok(Err(e)) = result {
+        Attempt::Failed { error, .. } => {
+            let delay = base * 2u32.pow(attempts - 1);
+            let due = wisp_core::time::now_ms() + delay.as_millis() as i64;
+            blocking(move || store.retry_event(id, attempts, due, &error)).await
+        }
+        Attempt::Expired => {
+            tracing::warn!(request_id = %event.request_id, function = %event.function, "async event older than its maximum age");
+            let follow_up = final_failure("EventAgeExceeded", None);
+            finish_failed(
+                store,
+                id,
+                event.attempts,
+                "EventAgeExceeded".into(),
+                follow_up,
+            )
+            .await
+        }
+        Attempt::Gone => blocking(move || store.complete_event(id, None)).await,
+    };
+    if let Err(e) = result {
         tracing::error!(error = %e, "could not update the async queue");
     }
     engine.queue.running().remove(&id);
     engine.queue.notify();
 }
 
+async fn blocking(
+    f: impl FnOnce() -> wisp_store::Result<()> + Send + 'static,
+) -> Result<(), String> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// An event that will not be tried again goes to the failure destination if there is one
+/// (and leaves the queue), otherwise it stays as a dead letter, to be redriven.
+async fn finish_failed(
+    store: Arc<dyn wisp_store::Store>,
+    id: i64,
+    attempts: u32,
+    error: String,
+    follow_up: Option<AsyncEvent>,
+) -> Result<(), String> {
+    blocking(move || match follow_up {
+        Some(dest) => store.complete_event(id, Some(&dest)),
+        None => store.fail_event(id, attempts, &error, None),
+    })
+    .await
+}
+
+/// Lambda's destination record.
+fn record(
+    engine: &Engine,
+    event: &AsyncEvent,
+    condition: &str,
+    attempts: u32,
+    response: Option<(&str, &Bytes, &str)>,
+) -> Value {
+    let qualifier = event.qualifier.as_deref().unwrap_or("$LATEST");
+    let mut doc = json!({
+        "version": "1.0",
+        "timestamp": wisp_core::time::lambda_timestamp(wisp_core::time::now_ms()).replace("+0000", "Z"),
+        "requestContext": {
+            "requestId": event.request_id,
+            "functionArn": wisp_core::name::function_arn(&engine.cfg.region, &event.function, Some(qualifier)),
+            "condition": condition,
+            "approximateInvokeCount": attempts,
+        },
+        "requestPayload": serde_json::from_slice::<Value>(&event.payload).unwrap_or(Value::Null),
+    });
+    if let Some((version, body, function_error)) = response {
+        let mut context = json!({ "statusCode": 200, "executedVersion": version });
+        if !function_error.is_empty() {
+            context["functionError"] = function_error.into();
+        }
+        doc["responseContext"] = context;
+        doc["responsePayload"] = serde_json::from_slice::<Value>(body)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned()));
+    }
+    doc
+}
+
 enum Attempt {
-    Done,
+    Done {
+        version: String,
+        body: Bytes,
+    },
     Throttled,
-    Failed(String),
+    Failed {
+        version: String,
+        body: Bytes,
+        error: String,
+    },
+    /// Older than the maximum event age: not tried.
+    Expired,
     /// The function no longer exists: the event has nowhere to go.
     Gone,
 }
 
 async fn attempt(engine: &Engine, event: &AsyncEvent) -> Attempt {
+    let failed = |error: String| Attempt::Failed {
+        version: event.qualifier.clone().unwrap_or_else(|| "$LATEST".into()),
+        body: Bytes::from(
+            json!({ "errorMessage": error, "errorType": "ServiceException" }).to_string(),
+        ),
+        error,
+    };
     let target = match engine.resolve(&event.function, event.qualifier.as_deref()) {
         Ok(t) => t,
         Err(e) if e.kind == ErrorKind::ResourceNotFound => {
             tracing::warn!(request_id = %event.request_id, function = %event.function, "dropping async event: function deleted");
             return Attempt::Gone;
         }
-        Err(e) => return Attempt::Failed(e.message),
+        Err(e) => return failed(e.message),
     };
     let invoked_arn = wisp_core::name::function_arn(
         &engine.cfg.region,
@@ -171,11 +291,29 @@ async fn attempt(engine: &Engine, event: &AsyncEvent) -> Attempt {
         invoked_arn,
     };
     match engine.dispatcher.invoke(req).await {
-        Ok(result) => match result.outcome.error_type() {
-            None => Attempt::Done,
-            Some(error) => Attempt::Failed(error.to_string()),
+        Ok(result) => match result.outcome {
+            Outcome::Success(body) => Attempt::Done {
+                version: result.version,
+                body,
+            },
+            Outcome::FunctionError { error_type, body } => Attempt::Failed {
+                version: result.version,
+                body,
+                error: error_type,
+            },
+            Outcome::Failed {
+                error_type,
+                message,
+                ..
+            } => Attempt::Failed {
+                version: result.version,
+                body: Bytes::from(
+                    json!({ "errorMessage": message, "errorType": error_type }).to_string(),
+                ),
+                error: error_type,
+            },
         },
         Err(e) if e.kind == ErrorKind::TooManyRequests => Attempt::Throttled,
-        Err(e) => Attempt::Failed(e.message),
+        Err(e) => failed(e.message),
     }
 }

@@ -7,6 +7,7 @@ pub mod async_queue;
 pub mod control;
 pub mod dispatch;
 pub mod invoke;
+pub mod invoke_config;
 pub mod metrics;
 pub mod records;
 pub mod urls;

@@ -179,10 +179,24 @@ pub trait Store: Send + Sync + 'static {
     fn due_events(&self, now_ms: i64, limit: usize) -> Result<Vec<AsyncEvent>>;
     /// The earliest due time among pending events.
     fn next_due_ms(&self) -> Result<Option<i64>>;
-    fn complete_event(&self, id: i64) -> Result<()>;
+    /// Removes a finished event; `follow_up` (a destination's event) is queued in the same
+    /// transaction, so it is neither lost nor doubled.
+    fn complete_event(&self, id: i64, follow_up: Option<&AsyncEvent>) -> Result<()>;
     fn retry_event(&self, id: i64, attempts: u32, due_ms: i64, error: &str) -> Result<()>;
     /// Keeps an event that exhausted its attempts, marked failed, for inspection.
-    fn fail_event(&self, id: i64, attempts: u32, error: &str) -> Result<()>;
+    fn fail_event(&self, id: i64, attempts: u32, error: &str, follow_up: Option<&AsyncEvent>) -> Result<()>;
+    /// A function's dead letters (events that used up their attempts or aged out), newest
+    /// first, with their last error.
+    fn dead_letters(&self, function: &str, limit: usize) -> Result<Vec<(AsyncEvent, String)>>;
+    /// Sends a function's dead letters back to the queue, with fresh attempts.
+    fn redrive(&self, function: &str) -> Result<u64>;
+
+    /// The asynchronous invocation settings of a function version or alias (JSON as the
+    /// API spells it).
+    fn put_invoke_config(&self, function: &str, qualifier: &str, doc: &serde_json::Value) -> Result<bool>;
+    fn get_invoke_config(&self, function: &str, qualifier: &str) -> Result<Option<serde_json::Value>>;
+    fn list_invoke_configs(&self, function: &str) -> Result<Vec<(String, serde_json::Value)>>;
+    fn delete_invoke_config(&self, function: &str, qualifier: &str) -> Result<bool>;
     fn pending_event_count(&self) -> Result<u64>;
 
     /// Appends records in one transaction and prunes the oldest beyond `retain`.

@@ -46,6 +46,12 @@ CREATE TABLE IF NOT EXISTS triggers (
     last_fire_ms INTEGER
 );
 CREATE INDEX IF NOT EXISTS triggers_function ON triggers (function);
+CREATE TABLE IF NOT EXISTS invoke_configs (
+    function TEXT NOT NULL,
+    qualifier TEXT NOT NULL,
+    doc TEXT NOT NULL,
+    PRIMARY KEY (function, qualifier)
+);
 CREATE TABLE IF NOT EXISTS tags (
     function TEXT PRIMARY KEY,
     doc TEXT NOT NULL
@@ -112,6 +118,18 @@ impl SqliteStore {
         // rolls back), so the poisoned guard is safe to use.
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// Dead letters kept across all functions.
+const DEAD_LETTERS_MAX: i64 = 10_000;
+
+fn insert_event(tx: &rusqlite::Transaction<'_>, e: &AsyncEvent) -> Result<()> {
+    tx.execute(
+        "INSERT INTO async_events (request_id, function, qualifier, payload, attempts, due_ms, enqueued_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![e.request_id, e.function, e.qualifier, e.payload, e.attempts, e.due_ms, e.enqueued_ms],
+    )?;
+    Ok(())
 }
 
 fn doc_of<T: serde::Serialize>(value: &T) -> Result<String> {
@@ -269,6 +287,7 @@ impl Store for SqliteStore {
             params![name],
         )?;
         tx.execute("DELETE FROM triggers WHERE function = ?1", params![name])?;
+        tx.execute("DELETE FROM invoke_configs WHERE function = ?1", params![name])?;
         tx.execute(
             "DELETE FROM async_events WHERE function = ?1 AND state = 'pending'",
             params![name],
@@ -712,9 +731,14 @@ impl Store for SqliteStore {
         )?)
     }
 
-    fn complete_event(&self, id: i64) -> Result<()> {
-        self.conn()
-            .execute("DELETE FROM async_events WHERE id = ?1", params![id])?;
+    fn complete_event(&self, id: i64, follow_up: Option<&AsyncEvent>) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute("DELETE FROM async_events WHERE id = ?1", params![id])?;
+        if let Some(e) = follow_up {
+            insert_event(&tx, e)?;
+        }
+        tx.commit()?;
         Ok(())
     }
 
@@ -726,19 +750,98 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    fn fail_event(&self, id: i64, attempts: u32, error: &str) -> Result<()> {
-        let conn = self.conn();
-        conn.execute(
+    fn fail_event(&self, id: i64, attempts: u32, error: &str, follow_up: Option<&AsyncEvent>) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute(
             "UPDATE async_events SET state = 'failed', attempts = ?2, last_error = ?3 WHERE id = ?1",
             params![id, attempts, error],
         )?;
-        // Failed events are kept for inspection, but within a bound.
-        conn.execute(
+        if let Some(e) = follow_up {
+            insert_event(&tx, e)?;
+        }
+        // Dead letters are kept for inspection and redrive, but within a bound: past it
+        // the oldest go, and the log says so.
+        let pruned = tx.execute(
             "DELETE FROM async_events WHERE state = 'failed' AND id NOT IN
-             (SELECT id FROM async_events WHERE state = 'failed' ORDER BY id DESC LIMIT 10000)",
-            [],
+             (SELECT id FROM async_events WHERE state = 'failed' ORDER BY id DESC LIMIT ?1)",
+            params![DEAD_LETTERS_MAX],
         )?;
+        tx.commit()?;
+        if pruned > 0 {
+            tracing::warn!(pruned, "dead letters over the bound of {DEAD_LETTERS_MAX}: the oldest were dropped");
+        }
         Ok(())
+    }
+
+    fn dead_letters(&self, function: &str, limit: usize) -> Result<Vec<(AsyncEvent, String)>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT id, request_id, function, qualifier, payload, attempts, due_ms, enqueued_ms, COALESCE(last_error, '')
+             FROM async_events WHERE state = 'failed' AND function = ?1 ORDER BY id DESC LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![function, limit as i64], |r| Ok((row_to_event(r)?, r.get(8)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn redrive(&self, function: &str) -> Result<u64> {
+        let now = wisp_core::time::now_ms();
+        let n = self.conn().execute(
+            "UPDATE async_events SET state = 'pending', attempts = 0, due_ms = ?2, enqueued_ms = ?2
+             WHERE state = 'failed' AND function = ?1",
+            params![function, now],
+        )?;
+        Ok(n as u64)
+    }
+
+    fn put_invoke_config(&self, function: &str, qualifier: &str, doc: &serde_json::Value) -> Result<bool> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let exists: Option<i64> = tx
+            .query_row("SELECT 1 FROM functions WHERE name = ?1", params![function], |r| r.get(0))
+            .optional()?;
+        if exists.is_none() {
+            return Ok(false);
+        }
+        tx.execute(
+            "INSERT INTO invoke_configs (function, qualifier, doc) VALUES (?1, ?2, ?3)
+             ON CONFLICT (function, qualifier) DO UPDATE SET doc = ?3",
+            params![function, qualifier, doc.to_string()],
+        )?;
+        tx.commit()?;
+        Ok(true)
+    }
+
+    fn get_invoke_config(&self, function: &str, qualifier: &str) -> Result<Option<serde_json::Value>> {
+        let conn = self.conn();
+        let doc: Option<String> = conn
+            .query_row(
+                "SELECT doc FROM invoke_configs WHERE function = ?1 AND qualifier = ?2",
+                params![function, qualifier],
+                |r| r.get(0),
+            )
+            .optional()?;
+        doc.map(|d| parse_doc(&d)).transpose()
+    }
+
+    fn list_invoke_configs(&self, function: &str) -> Result<Vec<(String, serde_json::Value)>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT qualifier, doc FROM invoke_configs WHERE function = ?1 ORDER BY qualifier")?;
+        let rows = stmt.query_map(params![function], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (q, d) = row?;
+            out.push((q, parse_doc(&d)?));
+        }
+        Ok(out)
+    }
+
+    fn delete_invoke_config(&self, function: &str, qualifier: &str) -> Result<bool> {
+        let n = self.conn().execute(
+            "DELETE FROM invoke_configs WHERE function = ?1 AND qualifier = ?2",
+            params![function, qualifier],
+        )?;
+        Ok(n > 0)
     }
 
     fn pending_event_count(&self) -> Result<u64> {
@@ -925,10 +1028,15 @@ mod tests {
         let store = SqliteStore::open(&path).unwrap();
         let due = store.due_events(1, 10).unwrap();
         assert_eq!(due.len(), 2);
-        store.complete_event(due[0].id).unwrap();
+        store.complete_event(due[0].id, None).unwrap();
         store.retry_event(due[1].id, 1, 100, "boom").unwrap();
         assert_eq!(store.next_due_ms().unwrap(), Some(2));
-        store.fail_event(due[1].id, 3, "boom").unwrap();
+        store.fail_event(due[1].id, 3, "boom", None).unwrap();
         assert_eq!(store.pending_event_count().unwrap(), 1);
+        let dead = store.dead_letters("f", 10).unwrap();
+        assert_eq!((dead.len(), dead[0].1.as_str()), (1, "boom"));
+        assert_eq!(store.redrive("f").unwrap(), 1);
+        assert_eq!(store.pending_event_count().unwrap(), 2);
+        assert!(store.dead_letters("f", 10).unwrap().is_empty());
     }
 }

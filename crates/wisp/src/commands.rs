@@ -561,6 +561,39 @@ pub fn describe(args: NameArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+pub fn dead_letters(args: NameArgs) -> anyhow::Result<ExitCode> {
+    let client = Client::new(&args.client.endpoint);
+    let doc = client.get_json(&format!(
+        "/wisp/v1/functions/{}/dead-letters",
+        encode(&args.name)
+    ))?;
+    for d in doc["DeadLetters"].as_array().into_iter().flatten() {
+        println!(
+            "{}  attempts={}  error={}  payload={}",
+            d["RequestId"].as_str().unwrap_or(""),
+            d["Attempts"],
+            d["Error"].as_str().unwrap_or(""),
+            d["Payload"]
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn redrive(args: NameArgs) -> anyhow::Result<ExitCode> {
+    let client = Client::new(&args.client.endpoint);
+    let doc = client
+        .call(
+            "POST",
+            &format!("/wisp/v1/functions/{}/redrive", encode(&args.name)),
+            &[],
+            None,
+            None,
+        )?
+        .json()?;
+    println!("redrove {} dead letters of {}", doc["Redriven"], args.name);
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn rm(args: NameArgs) -> anyhow::Result<ExitCode> {
     let client = Client::new(&args.client.endpoint);
     let reply = client.call(

@@ -39,6 +39,10 @@ enum Command {
     Logs(commands::LogsArgs),
     /// List, add and remove triggers (schedules, HTTP routes).
     Triggers(commands::TriggersArgs),
+    /// Show a function's dead letters: async events that used up their attempts.
+    DeadLetters(commands::NameArgs),
+    /// Send a function's dead letters back to its queue.
+    Redrive(commands::NameArgs),
 }
 
 fn main() -> ExitCode {
@@ -52,6 +56,8 @@ fn main() -> ExitCode {
         Command::Rm(args) => commands::rm(args),
         Command::Logs(args) => commands::logs(args),
         Command::Triggers(args) => commands::triggers(args),
+        Command::DeadLetters(args) => commands::dead_letters(args),
+        Command::Redrive(args) => commands::redrive(args),
     };
     match result {
         Ok(code) => code,
