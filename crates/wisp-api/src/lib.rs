@@ -20,10 +20,15 @@ use wisp_engine::Engine;
 pub use error::ApiError;
 
 /// The whole management and invoke API on one router, behind authentication.
+///
+/// The queue API (SQS's JSON protocol: `POST /` with `X-Amz-Target: AmazonSQS.*`) shares
+/// the endpoint with the Lambda API, as on LocalStack: one `endpoint_url` for every boto3
+/// client.
 pub fn router(
     engine: Arc<Engine>,
     auth: auth::Auth,
     triggers: Arc<wisp_triggers::Triggers>,
+    queues: Arc<wisp_queue::QueueService>,
 ) -> Router {
     let platform = Router::new()
         .merge(lambda::routes())
@@ -34,6 +39,7 @@ pub fn router(
     Router::new()
         .merge(auth::routes().with_state(auth.clone()))
         .merge(triggers_api::routes().with_state(triggers))
+        .merge(wisp_queue::router(queues))
         .merge(platform)
         .layer(axum::middleware::from_fn_with_state(auth, auth::layer))
         .layer(axum::middleware::from_fn_with_state(

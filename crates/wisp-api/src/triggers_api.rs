@@ -12,7 +12,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use wisp_core::limits::CONTROL_REQUEST_MAX_BYTES;
-use wisp_triggers::{TriggerInput, TriggerStatus, Triggers};
+use wisp_triggers::{sqs, TriggerInput, TriggerStatus, Triggers};
 
 use crate::error::{parse_json, read_body, ApiResult};
 
@@ -40,12 +40,14 @@ fn trigger_json(row: &wisp_store::TriggerRow, status: &TriggerStatus) -> Value {
 async fn create(State(t): State<Arc<Triggers>>, body: Body) -> ApiResult<Response> {
     let bytes = read_body(body, CONTROL_REQUEST_MAX_BYTES, "CreateTrigger").await?;
     let req: CreateTrigger = parse_json(&bytes)?;
-    let row = t.create(TriggerInput {
-        kind: req.kind,
-        function: req.function_name,
-        qualifier: req.qualifier,
-        config: req.config,
-    })?;
+    let row = t
+        .create(TriggerInput {
+            kind: req.kind,
+            function: req.function_name,
+            qualifier: req.qualifier,
+            config: req.config,
+        })
+        .await?;
     Ok((
         StatusCode::CREATED,
         Json(trigger_json(&row, &TriggerStatus::default())),
@@ -68,8 +70,157 @@ async fn remove(State(t): State<Arc<Triggers>>, Path(id): Path<String>) -> ApiRe
     Ok(StatusCode::NO_CONTENT)
 }
 
+// Lambda's event source mappings (queue -> function) are `sqs` triggers.
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct MappingBody {
+    function_name: Option<String>,
+    event_source_arn: Option<String>,
+    enabled: Option<bool>,
+    batch_size: Option<u32>,
+    maximum_batching_window_in_seconds: Option<u32>,
+    scaling_config: Option<Value>,
+    function_response_types: Option<Vec<String>>,
+}
+
+fn mapping(t: &Triggers, row: &wisp_store::TriggerRow) -> ApiResult<Value> {
+    let cfg = sqs::Config::from_value(&row.config)?;
+    Ok(sqs::mapping_json(row, &cfg, &t.engine().config().region))
+}
+
+fn sqs_row(t: &Triggers, id: &str) -> ApiResult<wisp_store::TriggerRow> {
+    let row = t.get(id)?;
+    if row.kind != sqs::KIND {
+        return Err(wisp_core::Error::not_found(format!(
+            "The resource you requested does not exist. (Event source mapping {id})"
+        ))
+        .into());
+    }
+    Ok(row)
+}
+
+/// Overlays the fields given on a mapping's configuration document.
+fn overlay(mut config: Value, body: &MappingBody) -> Value {
+    let mut set = |k: &str, v: Option<Value>| {
+        if let Some(v) = v {
+            config[k] = v;
+        }
+    };
+    set(
+        "EventSourceArn",
+        body.event_source_arn.clone().map(Value::from),
+    );
+    set("Enabled", body.enabled.map(Value::from));
+    set("BatchSize", body.batch_size.map(Value::from));
+    set(
+        "MaximumBatchingWindowInSeconds",
+        body.maximum_batching_window_in_seconds.map(Value::from),
+    );
+    set("ScalingConfig", body.scaling_config.clone());
+    set(
+        "FunctionResponseTypes",
+        body.function_response_types.clone().map(|v| json!(v)),
+    );
+    config
+}
+
+async fn create_mapping(State(t): State<Arc<Triggers>>, body: Body) -> ApiResult<Response> {
+    let bytes = read_body(body, CONTROL_REQUEST_MAX_BYTES, "CreateEventSourceMapping").await?;
+    let req: MappingBody = parse_json(&bytes)?;
+    let function = req
+        .function_name
+        .clone()
+        .ok_or_else(|| wisp_core::Error::invalid("FunctionName is required."))?;
+    if req.event_source_arn.is_none() {
+        return Err(wisp_core::Error::invalid("EventSourceArn is required.").into());
+    }
+    let fref = wisp_core::parse_function_ref(&function)?;
+    let row = t
+        .create(TriggerInput {
+            kind: sqs::KIND.into(),
+            function: fref.name,
+            qualifier: fref.qualifier.map(|q| q.to_string()),
+            config: overlay(json!({}), &req),
+        })
+        .await?;
+    Ok((StatusCode::ACCEPTED, Json(mapping(&t, &row)?)).into_response())
+}
+
+async fn list_mappings(
+    State(t): State<Arc<Triggers>>,
+    Query(p): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Value>> {
+    let function = match p.get("FunctionName") {
+        Some(f) => Some(wisp_core::parse_function_ref(f)?.name),
+        None => None,
+    };
+    let mut out = Vec::new();
+    for (row, _) in t.list(function.as_deref())? {
+        if row.kind != sqs::KIND {
+            continue;
+        }
+        let doc = mapping(&t, &row)?;
+        if p.get("EventSourceArn")
+            .is_some_and(|a| doc["EventSourceArn"] != a.as_str())
+        {
+            continue;
+        }
+        out.push(doc);
+    }
+    Ok(Json(json!({ "EventSourceMappings": out })))
+}
+
+async fn get_mapping(
+    State(t): State<Arc<Triggers>>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(mapping(&t, &sqs_row(&t, &id)?)?))
+}
+
+async fn update_mapping(
+    State(t): State<Arc<Triggers>>,
+    Path(id): Path<String>,
+    body: Body,
+) -> ApiResult<Response> {
+    let bytes = read_body(body, CONTROL_REQUEST_MAX_BYTES, "UpdateEventSourceMapping").await?;
+    let req: MappingBody = parse_json(&bytes)?;
+    let row = sqs_row(&t, &id)?;
+    let row = t
+        .update(
+            &id,
+            req.function_name.clone(),
+            overlay(row.config.clone(), &req),
+        )
+        .await?;
+    Ok((StatusCode::ACCEPTED, Json(mapping(&t, &row)?)).into_response())
+}
+
+async fn delete_mapping(
+    State(t): State<Arc<Triggers>>,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let row = sqs_row(&t, &id)?;
+    let mut doc = mapping(&t, &row)?;
+    t.delete(&id)?;
+    doc["State"] = "Deleting".into();
+    Ok((StatusCode::ACCEPTED, Json(doc)).into_response())
+}
+
 pub fn routes() -> Router<Arc<Triggers>> {
     Router::new()
         .route("/wisp/v1/triggers", get(list).post(create))
         .route("/wisp/v1/triggers/{id}", delete(remove))
+        .route(
+            "/2015-03-31/event-source-mappings",
+            get(list_mappings).post(create_mapping),
+        )
+        .route(
+            "/2015-03-31/event-source-mappings/",
+            get(list_mappings).post(create_mapping),
+        )
+        .route(
+            "/2015-03-31/event-source-mappings/{id}",
+            get(get_mapping).put(update_mapping).delete(delete_mapping),
+        )
 }

@@ -108,7 +108,7 @@ impl Engine {
         for (k, v) in input {
             match k.as_str() {
                 "MaximumRetryAttempts" => {
-                    if !v.as_u64().is_some_and(|n| n <= 2) {
+                    if v.as_u64().is_none_or(|n| n > 2) {
                         return Err(Error::invalid("MaximumRetryAttempts must be 0, 1 or 2."));
                     }
                 }

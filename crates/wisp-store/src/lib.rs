@@ -159,6 +159,8 @@ pub trait Store: Send + Sync + 'static {
     /// Triggers, of one function or all.
     fn list_triggers(&self, function: Option<&str>) -> Result<Vec<TriggerRow>>;
     fn delete_trigger(&self, id: &str) -> Result<bool>;
+    /// Replaces a trigger's configuration (and qualifier); `Ok(false)` if it is gone.
+    fn update_trigger(&self, trigger: &TriggerRow) -> Result<bool>;
     /// A trigger's last recorded fire time (schedules).
     fn last_fire(&self, id: &str) -> Result<Option<i64>>;
     /// Records a fire at `fire_ms` (only if the last recorded one is still `previous_ms`)
@@ -184,7 +186,13 @@ pub trait Store: Send + Sync + 'static {
     fn complete_event(&self, id: i64, follow_up: Option<&AsyncEvent>) -> Result<()>;
     fn retry_event(&self, id: i64, attempts: u32, due_ms: i64, error: &str) -> Result<()>;
     /// Keeps an event that exhausted its attempts, marked failed, for inspection.
-    fn fail_event(&self, id: i64, attempts: u32, error: &str, follow_up: Option<&AsyncEvent>) -> Result<()>;
+    fn fail_event(
+        &self,
+        id: i64,
+        attempts: u32,
+        error: &str,
+        follow_up: Option<&AsyncEvent>,
+    ) -> Result<()>;
     /// A function's dead letters (events that used up their attempts or aged out), newest
     /// first, with their last error.
     fn dead_letters(&self, function: &str, limit: usize) -> Result<Vec<(AsyncEvent, String)>>;
@@ -193,8 +201,17 @@ pub trait Store: Send + Sync + 'static {
 
     /// The asynchronous invocation settings of a function version or alias (JSON as the
     /// API spells it).
-    fn put_invoke_config(&self, function: &str, qualifier: &str, doc: &serde_json::Value) -> Result<bool>;
-    fn get_invoke_config(&self, function: &str, qualifier: &str) -> Result<Option<serde_json::Value>>;
+    fn put_invoke_config(
+        &self,
+        function: &str,
+        qualifier: &str,
+        doc: &serde_json::Value,
+    ) -> Result<bool>;
+    fn get_invoke_config(
+        &self,
+        function: &str,
+        qualifier: &str,
+    ) -> Result<Option<serde_json::Value>>;
     fn list_invoke_configs(&self, function: &str) -> Result<Vec<(String, serde_json::Value)>>;
     fn delete_invoke_config(&self, function: &str, qualifier: &str) -> Result<bool>;
     fn pending_event_count(&self) -> Result<u64>;

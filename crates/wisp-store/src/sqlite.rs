@@ -287,7 +287,10 @@ impl Store for SqliteStore {
             params![name],
         )?;
         tx.execute("DELETE FROM triggers WHERE function = ?1", params![name])?;
-        tx.execute("DELETE FROM invoke_configs WHERE function = ?1", params![name])?;
+        tx.execute(
+            "DELETE FROM invoke_configs WHERE function = ?1",
+            params![name],
+        )?;
         tx.execute(
             "DELETE FROM async_events WHERE function = ?1 AND state = 'pending'",
             params![name],
@@ -663,6 +666,14 @@ impl Store for SqliteStore {
             > 0)
     }
 
+    fn update_trigger(&self, trigger: &TriggerRow) -> Result<bool> {
+        let n = self.conn().execute(
+            "UPDATE triggers SET doc = ?2 WHERE id = ?1",
+            params![trigger.id, doc_of(trigger)?],
+        )?;
+        Ok(n > 0)
+    }
+
     fn last_fire(&self, id: &str) -> Result<Option<i64>> {
         let conn = self.conn();
         let v: Option<Option<i64>> = conn
@@ -750,7 +761,13 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    fn fail_event(&self, id: i64, attempts: u32, error: &str, follow_up: Option<&AsyncEvent>) -> Result<()> {
+    fn fail_event(
+        &self,
+        id: i64,
+        attempts: u32,
+        error: &str,
+        follow_up: Option<&AsyncEvent>,
+    ) -> Result<()> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         tx.execute(
@@ -769,7 +786,10 @@ impl Store for SqliteStore {
         )?;
         tx.commit()?;
         if pruned > 0 {
-            tracing::warn!(pruned, "dead letters over the bound of {DEAD_LETTERS_MAX}: the oldest were dropped");
+            tracing::warn!(
+                pruned,
+                "dead letters over the bound of {DEAD_LETTERS_MAX}: the oldest were dropped"
+            );
         }
         Ok(())
     }
@@ -780,7 +800,9 @@ impl Store for SqliteStore {
             "SELECT id, request_id, function, qualifier, payload, attempts, due_ms, enqueued_ms, COALESCE(last_error, '')
              FROM async_events WHERE state = 'failed' AND function = ?1 ORDER BY id DESC LIMIT ?2",
         )?;
-        let rows = stmt.query_map(params![function, limit as i64], |r| Ok((row_to_event(r)?, r.get(8)?)))?;
+        let rows = stmt.query_map(params![function, limit as i64], |r| {
+            Ok((row_to_event(r)?, r.get(8)?))
+        })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
@@ -794,11 +816,20 @@ impl Store for SqliteStore {
         Ok(n as u64)
     }
 
-    fn put_invoke_config(&self, function: &str, qualifier: &str, doc: &serde_json::Value) -> Result<bool> {
+    fn put_invoke_config(
+        &self,
+        function: &str,
+        qualifier: &str,
+        doc: &serde_json::Value,
+    ) -> Result<bool> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let exists: Option<i64> = tx
-            .query_row("SELECT 1 FROM functions WHERE name = ?1", params![function], |r| r.get(0))
+            .query_row(
+                "SELECT 1 FROM functions WHERE name = ?1",
+                params![function],
+                |r| r.get(0),
+            )
             .optional()?;
         if exists.is_none() {
             return Ok(false);
@@ -812,7 +843,11 @@ impl Store for SqliteStore {
         Ok(true)
     }
 
-    fn get_invoke_config(&self, function: &str, qualifier: &str) -> Result<Option<serde_json::Value>> {
+    fn get_invoke_config(
+        &self,
+        function: &str,
+        qualifier: &str,
+    ) -> Result<Option<serde_json::Value>> {
         let conn = self.conn();
         let doc: Option<String> = conn
             .query_row(
@@ -826,8 +861,12 @@ impl Store for SqliteStore {
 
     fn list_invoke_configs(&self, function: &str) -> Result<Vec<(String, serde_json::Value)>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare("SELECT qualifier, doc FROM invoke_configs WHERE function = ?1 ORDER BY qualifier")?;
-        let rows = stmt.query_map(params![function], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        let mut stmt = conn.prepare(
+            "SELECT qualifier, doc FROM invoke_configs WHERE function = ?1 ORDER BY qualifier",
+        )?;
+        let rows = stmt.query_map(params![function], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })?;
         let mut out = Vec::new();
         for row in rows {
             let (q, d) = row?;

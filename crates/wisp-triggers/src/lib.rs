@@ -15,6 +15,7 @@
 
 pub mod http;
 pub mod schedule;
+pub mod sqs;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -54,6 +55,7 @@ pub struct Triggers {
     tasks: Mutex<HashMap<String, tokio::task::JoinHandle<()>>>,
     status: Mutex<HashMap<String, TriggerStatus>>,
     routes: RwLock<Arc<http::RouteTable>>,
+    queues: Option<Arc<wisp_queue::QueueService>>,
 }
 
 fn store_err(e: wisp_store::StoreError) -> Error {
@@ -63,10 +65,15 @@ fn store_err(e: wisp_store::StoreError) -> Error {
 
 impl Triggers {
     /// Loads every stored trigger and starts the ones that run.
-    pub fn start(engine: Arc<Engine>, store: Arc<dyn Store>) -> Result<Arc<Self>> {
+    pub fn start(
+        engine: Arc<Engine>,
+        store: Arc<dyn Store>,
+        queues: Option<Arc<wisp_queue::QueueService>>,
+    ) -> Result<Arc<Self>> {
         let triggers = Arc::new(Triggers {
             engine,
             store,
+            queues,
             tasks: Mutex::new(HashMap::new()),
             status: Mutex::new(HashMap::new()),
             routes: RwLock::new(Arc::default()),
@@ -137,6 +144,24 @@ impl Triggers {
                 }
             }
         }
+        for row in rows.iter().filter(|r| r.kind == sqs::KIND) {
+            if tasks.contains_key(&row.id) {
+                continue;
+            }
+            let (Some(queues), Ok(cfg)) =
+                (self.queues.clone(), sqs::Config::from_value(&row.config))
+            else {
+                self.set_status(&row.id, |s| {
+                    s.state = "Invalid".into();
+                    s.last_error = Some("no queue service, or an invalid configuration".into());
+                });
+                continue;
+            };
+            tasks.insert(
+                row.id.clone(),
+                tokio::spawn(sqs::run(self.clone(), queues, row.clone(), cfg)),
+            );
+        }
         let table = http::RouteTable::build(rows.iter().filter(|r| r.kind == http::KIND));
         *self.routes.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(table);
         for row in rows.iter().filter(|r| r.kind == http::KIND) {
@@ -145,14 +170,40 @@ impl Triggers {
         Ok(())
     }
 
+    pub fn queues(&self) -> Option<&Arc<wisp_queue::QueueService>> {
+        self.queues.as_ref()
+    }
+
+    /// Checks that a mapping's queue exists (as Lambda does at creation).
+    async fn check_queue(&self, cfg: &sqs::Config) -> Result<()> {
+        let Some(queues) = &self.queues else {
+            return Err(Error::invalid("This server has no queue service."));
+        };
+        queues
+            .queue_name_from_arn(&cfg.event_source_arn)
+            .await
+            .map(|_| ())
+            .map_err(|_| {
+                Error::invalid(format!(
+                    "The provided queue does not exist: {}",
+                    cfg.event_source_arn
+                ))
+            })
+    }
+
     /// Validates and stores a trigger, then starts it.
-    pub fn create(self: &Arc<Self>, input: TriggerInput) -> Result<TriggerRow> {
+    pub async fn create(self: &Arc<Self>, input: TriggerInput) -> Result<TriggerRow> {
+        if input.kind == sqs::KIND {
+            self.check_queue(&sqs::Config::from_value(&input.config)?)
+                .await?;
+        }
         // The function (and qualifier) must exist now; events resolve it again when they fire.
         let target = self
             .engine
             .resolve(&input.function, input.qualifier.as_deref())?;
         let config = match input.kind.as_str() {
             schedule::KIND => serde_json::to_value(schedule::Config::from_value(&input.config)?),
+            sqs::KIND => serde_json::to_value(sqs::Config::from_value(&input.config)?),
             http::KIND => {
                 let cfg = http::Config::from_value(&input.config)?;
                 let existing = self.store.list_triggers(None).map_err(store_err)?;
@@ -161,7 +212,7 @@ impl Triggers {
             }
             other => {
                 return Err(Error::invalid(format!(
-                    "Trigger kind '{}' is not one of: schedule, http.",
+                    "Trigger kind '{}' is not one of: schedule, http, sqs.",
                     other.chars().take(40).collect::<String>()
                 )))
             }
@@ -172,8 +223,14 @@ impl Triggers {
                 "This server holds at most {MAX_TRIGGERS} triggers."
             )));
         }
+        // Event source mappings are named by a UUID, as on Lambda.
+        let id = if input.kind == sqs::KIND {
+            uuid::Uuid::new_v4().to_string()
+        } else {
+            uuid::Uuid::new_v4().simple().to_string()[..12].to_string()
+        };
         let row = TriggerRow {
-            id: uuid::Uuid::new_v4().simple().to_string()[..12].to_string(),
+            id,
             kind: input.kind,
             function: target.spec.name.clone(),
             qualifier: input.qualifier,
@@ -200,6 +257,58 @@ impl Triggers {
                 (r, s)
             })
             .collect())
+    }
+
+    pub fn get(&self, id: &str) -> Result<TriggerRow> {
+        self.store
+            .list_triggers(None)
+            .map_err(store_err)?
+            .into_iter()
+            .find(|r| r.id == id)
+            .ok_or_else(|| {
+                Error::not_found(format!(
+                    "The resource you requested does not exist. (Trigger {id})"
+                ))
+            })
+    }
+
+    /// Replaces a trigger's configuration and restarts it.
+    pub async fn update(
+        self: &Arc<Self>,
+        id: &str,
+        function: Option<String>,
+        config: Value,
+    ) -> Result<TriggerRow> {
+        let mut row = self.get(id)?;
+        row.config = match row.kind.as_str() {
+            sqs::KIND => {
+                let cfg = sqs::Config::from_value(&config)?;
+                self.check_queue(&cfg).await?;
+                serde_json::to_value(cfg)
+            }
+            schedule::KIND => serde_json::to_value(schedule::Config::from_value(&config)?),
+            _ => serde_json::to_value(http::Config::from_value(&config)?),
+        }
+        .map_err(|e| Error::service(e.to_string()))?;
+        if let Some(f) = function {
+            let fref = wisp_core::parse_function_ref(&f)?;
+            self.engine.resolve(&f, None)?;
+            row.function = fref.name;
+            row.qualifier = fref.qualifier.map(|q| q.to_string());
+        }
+        if !self.store.update_trigger(&row).map_err(store_err)? {
+            return Err(Error::not_found(format!("Trigger not found: {id}")));
+        }
+        if let Some(task) = self
+            .tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id)
+        {
+            task.abort();
+        }
+        self.reconcile()?;
+        Ok(row)
     }
 
     pub fn delete(self: &Arc<Self>, id: &str) -> Result<()> {

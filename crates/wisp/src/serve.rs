@@ -171,10 +171,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         url_base: format!("http://{url_addr}"),
     };
     let engine = Engine::start(cfg, store.clone(), blobs, executor, interpreters);
-    let triggers = wisp_triggers::Triggers::start(engine.clone(), store)
+    let queues = wisp_queue::QueueService::start(
+        &data_dir.join("queues.db"),
+        wisp_queue::QueueConfig {
+            region: args.region.clone(),
+            ..Default::default()
+        },
+    )
+    .map_err(|e| anyhow::anyhow!("could not open the queues: {e}"))?;
+    let triggers = wisp_triggers::Triggers::start(engine.clone(), store, Some(queues.clone()))
         .map_err(|e| anyhow::anyhow!("could not start triggers: {e}"))?;
     let auth = auth(&args, &data_dir)?;
-    let app = wisp_api::router(engine.clone(), auth.clone(), triggers.clone());
+    let app = wisp_api::router(engine.clone(), auth.clone(), triggers.clone(), queues);
     let url_app = wisp_api::urls::url_router(engine.clone(), auth);
     let routes_app = wisp_api::routes::routes_router(triggers.clone());
     let listener = tokio::net::TcpListener::bind(args.listen)

@@ -145,7 +145,7 @@ impl Schedule {
                     )))
                 }
             };
-            if (n == 1) != !unit.ends_with('s') {
+            if (n == 1) == unit.ends_with('s') {
                 return Err(err(format!(
                     "use the singular unit for 1 and the plural otherwise ('{n} {unit}')"
                 )));
@@ -245,7 +245,7 @@ fn sunday_one(w: Weekday) -> u8 {
 
 impl Cron {
     fn day_matches(&self, date: Date) -> bool {
-        let day = date.day() as i8;
+        let day = date.day();
         let last = date.last_of_month().day();
         let dom_ok = match &self.dom {
             DayOfMonth::Any => true,
