@@ -9,16 +9,22 @@ use axum::http::{HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use wisp_core::limits::SYNC_PAYLOAD_MAX_BYTES;
-use wisp_engine::{InvokeMode, Invoked};
-use wisp_runtime::Outcome;
 use wisp_triggers::http::Match;
 use wisp_triggers::Triggers;
 
-use crate::urls::{apply_cors, decode_component, event, http_response, UrlRequest};
+use crate::urls::{apply_cors, decode_component, event, invoke_for_http, HttpAnswers, UrlRequest};
 
 fn message(status: StatusCode, text: &str) -> Response {
     (status, axum::Json(serde_json::json!({ "message": text }))).into_response()
 }
+
+/// Routes answer as API Gateway does.
+const ROUTE_ANSWERS: HttpAnswers = HttpAnswers {
+    function_error: StatusCode::INTERNAL_SERVER_ERROR,
+    throttled: "Too Many Requests",
+    not_found: "Not Found",
+    message,
+};
 
 /// The router of the routes listener.
 pub fn routes_router(triggers: Arc<Triggers>) -> Router {
@@ -89,37 +95,14 @@ async fn serve(
         Some(q) => format!("{}:{q}", route.function),
         None => route.function.clone(),
     };
-    let invoked = triggers
-        .engine()
-        .invoke(
-            &target,
-            None,
-            InvokeMode::RequestResponse,
-            payload,
-            None,
-            Some(request_id.clone()),
-        )
-        .await;
-    let mut response = match invoked {
-        Ok(Invoked::Done(result)) => match result.outcome {
-            Outcome::Success(body) => http_response(&body),
-            _ => message(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error"),
-        },
-        Ok(_) => message(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error"),
-        Err(e) if e.kind == wisp_core::ErrorKind::TooManyRequests => {
-            message(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests")
-        }
-        Err(e) if e.kind == wisp_core::ErrorKind::RequestTooLarge => {
-            message(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large")
-        }
-        Err(e) if e.kind == wisp_core::ErrorKind::ResourceNotFound => {
-            message(StatusCode::NOT_FOUND, "Not Found")
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, route = %route.route_key, "route invocation failed");
-            message(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
-        }
-    };
+    let mut response = invoke_for_http(
+        triggers.engine(),
+        &target,
+        payload,
+        &request_id,
+        &ROUTE_ANSWERS,
+    )
+    .await;
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("apigw-requestid", v);
     }

@@ -183,6 +183,63 @@ fn is_text(content_type: Option<&str>) -> bool {
         .any(|t| ct.contains(t))
 }
 
+/// How an HTTP front (function URLs, routes) words its own failures.
+pub(crate) struct HttpAnswers {
+    pub function_error: StatusCode,
+    pub throttled: &'static str,
+    pub not_found: &'static str,
+    pub message: fn(StatusCode, &str) -> Response,
+}
+
+/// Function URLs answer as Lambda's do.
+const URL_ANSWERS: HttpAnswers = HttpAnswers {
+    function_error: StatusCode::BAD_GATEWAY,
+    throttled: "Rate Exceeded.",
+    not_found: "No function URL here.",
+    message,
+};
+
+/// Invokes `target` with an HTTP event and maps the result (or the failure) to HTTP.
+pub(crate) async fn invoke_for_http(
+    engine: &Arc<Engine>,
+    target: &str,
+    payload: bytes::Bytes,
+    request_id: &str,
+    answers: &HttpAnswers,
+) -> Response {
+    let say = answers.message;
+    let invoked = engine
+        .invoke(
+            target,
+            None,
+            InvokeMode::RequestResponse,
+            payload,
+            None,
+            Some(request_id.to_string()),
+        )
+        .await;
+    match invoked {
+        Ok(Invoked::Done(result)) => match result.outcome {
+            Outcome::Success(body) => http_response(&body),
+            _ => say(answers.function_error, "Internal Server Error"),
+        },
+        Ok(_) => say(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error"),
+        Err(e) if e.kind == wisp_core::ErrorKind::TooManyRequests => {
+            say(StatusCode::TOO_MANY_REQUESTS, answers.throttled)
+        }
+        Err(e) if e.kind == wisp_core::ErrorKind::RequestTooLarge => {
+            say(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large")
+        }
+        Err(e) if e.kind == wisp_core::ErrorKind::ResourceNotFound => {
+            say(StatusCode::NOT_FOUND, answers.not_found)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, target, "HTTP invocation failed");
+            say(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
+        }
+    }
+}
+
 /// One request to a function URL, as received.
 pub(crate) struct UrlRequest<'a> {
     pub method: &'a Method,
@@ -493,37 +550,8 @@ async fn serve(
     let doc = event(&url_request, &request_id);
     let payload = bytes::Bytes::from(doc.to_string());
     let target = format!("{}:{}", url.function, url.qualifier);
-    let invoked = state
-        .engine
-        .invoke(
-            &target,
-            None,
-            InvokeMode::RequestResponse,
-            payload,
-            None,
-            Some(request_id.clone()),
-        )
-        .await;
-    let mut response = match invoked {
-        Ok(Invoked::Done(result)) => match result.outcome {
-            Outcome::Success(body) => http_response(&body),
-            _ => message(StatusCode::BAD_GATEWAY, "Internal Server Error"),
-        },
-        Ok(_) => message(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error"),
-        Err(e) if e.kind == wisp_core::ErrorKind::TooManyRequests => {
-            message(StatusCode::TOO_MANY_REQUESTS, "Rate Exceeded.")
-        }
-        Err(e) if e.kind == wisp_core::ErrorKind::RequestTooLarge => {
-            message(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large")
-        }
-        Err(e) if e.kind == wisp_core::ErrorKind::ResourceNotFound => {
-            message(StatusCode::NOT_FOUND, "No function URL here.")
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "function URL invocation failed");
-            message(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
-        }
-    };
+    let mut response =
+        invoke_for_http(&state.engine, &target, payload, &request_id, &URL_ANSWERS).await;
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-amzn-requestid", v);
     }

@@ -314,6 +314,25 @@ struct Plan {
     triggers: Option<Vec<crate::manifest::TriggerDef>>,
 }
 
+impl Plan {
+    /// The configuration fields the plan sets, as CreateFunction and
+    /// UpdateFunctionConfiguration name them.
+    fn set_configuration(&self, body: &mut Value) {
+        if let Some(m) = self.memory {
+            body["MemorySize"] = m.into();
+        }
+        if let Some(t) = self.timeout {
+            body["Timeout"] = t.into();
+        }
+        if let Some(d) = &self.description {
+            body["Description"] = d.clone().into();
+        }
+        if let Some(env) = &self.env {
+            body["Environment"] = json!({ "Variables": env });
+        }
+    }
+}
+
 fn from_def(name: &str, def: FunctionDef, base: &Path) -> Plan {
     Plan {
         name: name.to_string(),
@@ -360,18 +379,7 @@ fn deploy_one(client: &Client, plan: Plan) -> anyhow::Result<()> {
             "Handler": handler,
             "Code": { "ZipFile": zip_b64 },
         });
-        if let Some(m) = plan.memory {
-            body["MemorySize"] = m.into();
-        }
-        if let Some(t) = plan.timeout {
-            body["Timeout"] = t.into();
-        }
-        if let Some(d) = &plan.description {
-            body["Description"] = d.clone().into();
-        }
-        if let Some(env) = &plan.env {
-            body["Environment"] = json!({ "Variables": env });
-        }
+        plan.set_configuration(&mut body);
         let bytes = serde_json::to_vec(&body)?;
         client
             .call(
@@ -401,18 +409,7 @@ fn deploy_one(client: &Client, plan: Plan) -> anyhow::Result<()> {
         if let Some(h) = &plan.handler {
             body["Handler"] = h.clone().into();
         }
-        if let Some(m) = plan.memory {
-            body["MemorySize"] = m.into();
-        }
-        if let Some(t) = plan.timeout {
-            body["Timeout"] = t.into();
-        }
-        if let Some(d) = &plan.description {
-            body["Description"] = d.clone().into();
-        }
-        if let Some(env) = &plan.env {
-            body["Environment"] = json!({ "Variables": env });
-        }
+        plan.set_configuration(&mut body);
         let bytes = serde_json::to_vec(&body)?;
         client
             .call(
