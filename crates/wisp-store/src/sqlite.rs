@@ -123,6 +123,17 @@ impl SqliteStore {
 /// Dead letters kept across all functions.
 const DEAD_LETTERS_MAX: i64 = 10_000;
 
+fn function_exists(conn: &Connection, name: &str) -> Result<bool> {
+    Ok(conn
+        .query_row(
+            "SELECT 1 FROM functions WHERE name = ?1",
+            params![name],
+            |r| r.get::<_, i64>(0),
+        )
+        .optional()?
+        .is_some())
+}
+
 fn insert_event(tx: &rusqlite::Transaction<'_>, e: &AsyncEvent) -> Result<()> {
     tx.execute(
         "INSERT INTO async_events (request_id, function, qualifier, payload, attempts, due_ms, enqueued_ms)
@@ -428,14 +439,7 @@ impl Store for SqliteStore {
     fn create_alias(&self, alias: &Alias) -> Result<bool> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
-        let exists: Option<i64> = tx
-            .query_row(
-                "SELECT 1 FROM functions WHERE name = ?1",
-                params![alias.function],
-                |r| r.get(0),
-            )
-            .optional()?;
-        if exists.is_none() {
+        if !function_exists(&tx, &alias.function)? {
             return Ok(false);
         }
         let n = tx.execute(
@@ -501,14 +505,7 @@ impl Store for SqliteStore {
 
     fn tags(&self, function: &str) -> Result<Option<std::collections::BTreeMap<String, String>>> {
         let conn = self.conn();
-        let exists: Option<i64> = conn
-            .query_row(
-                "SELECT 1 FROM functions WHERE name = ?1",
-                params![function],
-                |r| r.get(0),
-            )
-            .optional()?;
-        if exists.is_none() {
+        if !function_exists(&conn, function)? {
             return Ok(None);
         }
         let doc: Option<String> = conn
@@ -533,14 +530,7 @@ impl Store for SqliteStore {
     ) -> Result<bool> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
-        let exists: Option<i64> = tx
-            .query_row(
-                "SELECT 1 FROM functions WHERE name = ?1",
-                params![function],
-                |r| r.get(0),
-            )
-            .optional()?;
-        if exists.is_none() {
+        if !function_exists(&tx, function)? {
             return Ok(false);
         }
         let doc = serde_json::to_string(tags).map_err(|e| StoreError::Corrupt(e.to_string()))?;
@@ -555,14 +545,7 @@ impl Store for SqliteStore {
     fn create_url(&self, url: &FunctionUrl) -> Result<bool> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
-        let exists: Option<i64> = tx
-            .query_row(
-                "SELECT 1 FROM functions WHERE name = ?1",
-                params![url.function],
-                |r| r.get(0),
-            )
-            .optional()?;
-        if exists.is_none() {
+        if !function_exists(&tx, &url.function)? {
             return Ok(false);
         }
         let n = tx.execute(
@@ -628,14 +611,7 @@ impl Store for SqliteStore {
     fn create_trigger(&self, trigger: &TriggerRow) -> Result<bool> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
-        let exists: Option<i64> = tx
-            .query_row(
-                "SELECT 1 FROM functions WHERE name = ?1",
-                params![trigger.function],
-                |r| r.get(0),
-            )
-            .optional()?;
-        if exists.is_none() {
+        if !function_exists(&tx, &trigger.function)? {
             return Ok(false);
         }
         tx.execute(
@@ -703,11 +679,7 @@ impl Store for SqliteStore {
             return Ok(false);
         }
         if let Some(e) = event {
-            tx.execute(
-                "INSERT INTO async_events (request_id, function, qualifier, payload, attempts, due_ms, enqueued_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![e.request_id, e.function, e.qualifier, e.payload, e.attempts, e.due_ms, e.enqueued_ms],
-            )?;
+            insert_event(&tx, e)?;
         }
         tx.commit()?;
         Ok(true)
@@ -824,14 +796,7 @@ impl Store for SqliteStore {
     ) -> Result<bool> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
-        let exists: Option<i64> = tx
-            .query_row(
-                "SELECT 1 FROM functions WHERE name = ?1",
-                params![function],
-                |r| r.get(0),
-            )
-            .optional()?;
-        if exists.is_none() {
+        if !function_exists(&tx, function)? {
             return Ok(false);
         }
         tx.execute(
