@@ -6,6 +6,7 @@ pub mod auth;
 pub mod error;
 pub mod lambda;
 pub mod limits;
+pub mod objects;
 pub mod routes;
 pub mod shapes;
 pub mod triggers_api;
@@ -29,6 +30,7 @@ pub fn router(
     auth: auth::Auth,
     triggers: Arc<wisp_triggers::Triggers>,
     queues: Arc<wisp_queue::QueueService>,
+    objects: Router,
 ) -> Router {
     let platform = Router::new()
         .merge(lambda::routes())
@@ -45,5 +47,12 @@ pub fn router(
         .layer(axum::middleware::from_fn_with_state(
             limits::Limits::default(),
             limits::layer,
+        ))
+        // S3 requests go to the object service before the API's own layers: their bodies
+        // stream (up to 5 GiB) and the S3 service verifies its signatures itself,
+        // aws-chunked uploads included.
+        .layer(axum::middleware::from_fn_with_state(
+            objects,
+            objects::route,
         ))
 }

@@ -21,6 +21,10 @@ pub fn routes() -> Router<Arc<Engine>> {
         .route("/wisp/v1/functions/{name}/records", get(records))
         .route("/wisp/v1/code/{sha}", get(code))
         .route("/metrics", get(metrics))
+        .route(
+            "/wisp/v1/notifications/{name}",
+            axum::routing::post(object_notification),
+        )
         .route("/wisp/v1/functions/{name}/dead-letters", get(dead_letters))
         .route(
             "/wisp/v1/functions/{name}/redrive",
@@ -47,6 +51,36 @@ async fn redrive(
     Path(name): Path<String>,
 ) -> ApiResult<Json<Value>> {
     Ok(Json(json!({ "Redriven": engine.redrive(&name)? })))
+}
+
+/// A webhook for external object stores: each S3 event record in the body (AWS's,
+/// MinIO's or Ceph's shape) becomes an asynchronous invocation of the function named in
+/// the path, with the AWS S3 event notification document.
+async fn object_notification(
+    State(engine): State<Arc<Engine>>,
+    Path(name): Path<String>,
+    body: axum::body::Body,
+) -> ApiResult<Json<Value>> {
+    let bytes = crate::error::read_body(body, 1024 * 1024, "ObjectNotification").await?;
+    let records = wisp_objects::parse_external_notification(&bytes)
+        .map_err(|e| Error::invalid(e.to_string()))?;
+    engine.resolve(&name, None)?;
+    let mut accepted = 0;
+    for (_, _, _, record) in records {
+        let payload = bytes::Bytes::from(json!({ "Records": [record] }).to_string());
+        engine
+            .invoke(
+                &name,
+                None,
+                wisp_engine::InvokeMode::Event,
+                payload,
+                None,
+                None,
+            )
+            .await?;
+        accepted += 1;
+    }
+    Ok(Json(json!({ "Accepted": accepted })))
 }
 
 async fn metrics(State(engine): State<Arc<Engine>>) -> impl IntoResponse {

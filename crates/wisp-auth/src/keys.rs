@@ -169,6 +169,25 @@ impl KeyFile {
             .find(|k| k.access_key_id == access_key_id)
     }
 
+    /// Whether `token` is the secret of a key in force (for webhooks that can only send a
+    /// bearer token). Compared in constant time.
+    pub fn accepts_bearer(&self, token: &str) -> bool {
+        let mut in_force: Vec<&AccessKey> = self
+            .stored
+            .keys
+            .iter()
+            .filter(|k| !(k.admin && self.root.is_some()))
+            .collect();
+        in_force.extend(self.root.as_ref());
+        in_force.iter().fold(false, |found, k| {
+            let s = k.secret_access_key.as_bytes();
+            let t = token.as_bytes();
+            let same =
+                s.len() == t.len() && s.iter().zip(t).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
+            found | same
+        })
+    }
+
     pub fn create(&mut self) -> Result<AccessKey, KeyError> {
         let mut key = AccessKey::generate(false);
         key.created = now_text();

@@ -108,7 +108,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("WISP_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,s3s=off")),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -182,7 +182,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let triggers = wisp_triggers::Triggers::start(engine.clone(), store, Some(queues.clone()))
         .map_err(|e| anyhow::anyhow!("could not start triggers: {e}"))?;
     let auth = auth(&args, &data_dir)?;
-    let app = wisp_api::router(engine.clone(), auth.clone(), triggers.clone(), queues);
+    let objects = object_service(&args, &data_dir, &auth, &engine)?;
+    let app = wisp_api::router(
+        engine.clone(),
+        auth.clone(),
+        triggers.clone(),
+        queues,
+        objects,
+    );
     let url_app = wisp_api::urls::url_router(engine.clone(), auth);
     let routes_app = wisp_api::routes::routes_router(triggers.clone());
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -198,11 +205,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let routes_server = serve_side(routes_listener, routes_app, stop_rx.clone());
     let mut api_stop = stop_rx;
     let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = api_stop.wait_for(|stop| *stop).await;
-            })
-            .await
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = api_stop.wait_for(|stop| *stop).await;
+        })
+        .await
     });
     wait_for_signal().await;
     tracing::info!("stopping: no new requests; waiting for running invocations");
@@ -221,6 +231,44 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The embedded S3-compatible object store; its bucket notifications become async
+/// invocations of the configured functions.
+fn object_service(
+    args: &ServeArgs,
+    data_dir: &std::path::Path,
+    auth: &wisp_api::auth::Auth,
+    engine: &Arc<Engine>,
+) -> anyhow::Result<axum::Router> {
+    let keys = auth.keys.clone();
+    let lookup: wisp_objects::SecretLookup = Arc::new(move |id: &str| {
+        let keys = keys.as_ref()?.read().unwrap_or_else(|p| p.into_inner());
+        keys.find(id).map(|k| k.secret_access_key.clone())
+    });
+    let engine = engine.clone();
+    let runtime = tokio::runtime::Handle::current();
+    let hook: wisp_objects::NotifyHook = Arc::new(move |n: wisp_objects::ObjectNotification| {
+        let engine = engine.clone();
+        runtime.spawn(async move {
+            let payload = bytes::Bytes::from(n.event.to_string());
+            let queued = engine
+                .invoke(&n.function_arn, None, wisp_engine::InvokeMode::Event, payload, None, None)
+                .await;
+            if let Err(e) = queued {
+                tracing::warn!(function = %n.function_arn, error = %e, "could not deliver an object notification");
+            }
+        });
+    });
+    let service = wisp_objects::ObjectService::new(
+        &data_dir.join("objects"),
+        &args.region,
+        lookup,
+        !args.no_auth,
+        hook,
+    )
+    .map_err(|e| anyhow::anyhow!("could not open the object store: {e}"))?;
+    Ok(service.http_service())
 }
 
 /// Binds a side listener (function URLs, HTTP routes): the address given, or by default
