@@ -90,8 +90,9 @@ async fn metrics(State(engine): State<Arc<Engine>>) -> impl IntoResponse {
     )
 }
 
-async fn health() -> Json<Value> {
-    Json(json!({ "status": "ok" }))
+async fn health(State(engine): State<Arc<Engine>>) -> Json<Value> {
+    let cfg = engine.config();
+    Json(json!({ "status": "ok", "FunctionUrls": cfg.url_base, "Routes": cfg.routes_base }))
 }
 
 async fn runtimes(State(engine): State<Arc<Engine>>) -> Json<Value> {

@@ -46,6 +46,8 @@ pub struct EngineConfig {
     pub records_retain: u64,
     /// Where function URLs are served, e.g. `http://127.0.0.1:8791`.
     pub url_base: String,
+    /// Where HTTP routes are served, e.g. `http://127.0.0.1:8792`.
+    pub routes_base: String,
 }
 
 /// The running platform.

@@ -169,6 +169,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         async_concurrency: args.async_concurrency.max(1),
         records_retain: args.records_retain,
         url_base: format!("http://{url_addr}"),
+        routes_base: format!("http://{routes_addr}"),
     };
     let engine = Engine::start(cfg, store.clone(), blobs, executor, interpreters);
     let queues = wisp_queue::QueueService::start(
