@@ -107,3 +107,45 @@ def test_event_invoke_config_api(server, lam, tmp_path):
         status, headers, raw = http_request(server.endpoint, "PUT", path, body)
         assert status in (400, 404), (body, raw)
         assert headers["x-amzn-errortype"] in ("InvalidParameterValueException", "ResourceNotFoundException"), raw
+
+
+def test_queue_destination_and_dead_letter_queue(server, lam, tmp_path):
+    """A queue can be a destination (it receives the record) or a function's dead-letter
+    queue (DeadLetterConfig: it receives the event itself)."""
+    import boto3
+    from botocore.config import Config
+
+    from wisp_e2e import ACCESS_KEY, REGION, SECRET_KEY
+
+    sqs = boto3.client("sqs", endpoint_url=server.endpoint, region_name=REGION, aws_access_key_id=ACCESS_KEY,
+                       aws_secret_access_key=SECRET_KEY, config=Config(retries={"max_attempts": 0}))
+
+    def queue(name):
+        url = sqs.create_queue(QueueName=name)["QueueUrl"]
+        return url, sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+
+    def one(url):
+        def got():
+            return sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1, WaitTimeSeconds=1).get("Messages")
+        return json.loads(wait_for(got, timeout=60, message="a message")[0]["Body"])
+
+    dest_url, dest_arn = queue(unique("dest"))
+    dlq_url, dlq_arn = queue(unique("dlq"))
+    worker, _, _, _ = setup(lam, tmp_path)
+    lam.put_function_event_invoke_config(FunctionName=worker, MaximumRetryAttempts=0,
+                                         DestinationConfig={"OnSuccess": {"Destination": dest_arn}})
+    lam.invoke(FunctionName=worker, InvocationType="Event", Payload=json.dumps({"id": 3}))
+    rec = one(dest_url)
+    assert rec["requestContext"]["condition"] == "Success" and rec["responsePayload"] == {"handled": 3}
+
+    # No failure destination, but a dead-letter queue: the failed event lands there.
+    lam.update_function_configuration(FunctionName=worker, DeadLetterConfig={"TargetArn": dlq_arn})
+    lam.invoke(FunctionName=worker, InvocationType="Event", Payload=json.dumps({"id": 4, "fail": True}))
+    assert one(dlq_url) == {"id": 4, "fail": True}
+    # ... and is not also kept as a dead letter in wisp.
+    status, _, body = http_request(server.endpoint, "GET", f"/wisp/v1/functions/{worker}/dead-letters")
+    assert json.loads(body)["DeadLetters"] == []
+    # A destination queue that does not exist is refused.
+    status, headers, raw = http_request(server.endpoint, "PUT", f"/2019-09-25/functions/{worker}/event-invoke-config",
+                                        {"DestinationConfig": {"OnFailure": {"Destination": dest_arn + "-missing"}}})
+    assert status == 400 and headers["x-amzn-errortype"] == "InvalidParameterValueException", raw

@@ -329,12 +329,11 @@ async fn put_invoke_config(
     body: Body,
 ) -> ApiResult<Json<Value>> {
     let input = invoke_config_body(body).await?;
-    Ok(Json(engine.put_invoke_config(
-        &name,
-        qualifier(&params),
-        input,
-        false,
-    )?))
+    Ok(Json(
+        engine
+            .put_invoke_config(&name, qualifier(&params), input, false)
+            .await?,
+    ))
 }
 
 async fn update_invoke_config(
@@ -344,12 +343,11 @@ async fn update_invoke_config(
     body: Body,
 ) -> ApiResult<Json<Value>> {
     let input = invoke_config_body(body).await?;
-    Ok(Json(engine.put_invoke_config(
-        &name,
-        qualifier(&params),
-        input,
-        true,
-    )?))
+    Ok(Json(
+        engine
+            .put_invoke_config(&name, qualifier(&params), input, true)
+            .await?,
+    ))
 }
 
 async fn get_invoke_config(

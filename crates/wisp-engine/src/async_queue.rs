@@ -121,30 +121,20 @@ async fn run_event(engine: Arc<Engine>, event: AsyncEvent) {
     };
     let base = engine.cfg.async_retry_base;
     let attempts = event.attempts + 1;
-    let final_failure =
-        |condition: &str, response: Option<(&str, &Bytes, &str)>| -> Option<AsyncEvent> {
-            let dest = cfg.on_failure.as_deref()?;
-            engine.destination_event(
-                dest,
-                &record(&engine, &event, condition, attempts, response),
-            )
-        };
     let store = engine.store.clone();
     let result = match outcome {
         Attempt::Done { version, body } => {
-            let follow_up = cfg.on_success.as_deref().and_then(|d| {
-                engine.destination_event(
-                    d,
-                    &record(
-                        &engine,
-                        &event,
-                        "Success",
-                        attempts,
-                        Some((&version, &body, "")),
-                    ),
-                )
+            let delivery = cfg.on_success.as_deref().map(|d| {
+                let doc = record(
+                    &engine,
+                    &event,
+                    "Success",
+                    attempts,
+                    Some((&version, &body, "")),
+                );
+                (d.to_string(), doc)
             });
-            blocking(move || store.complete_event(id, follow_up.as_ref())).await
+            finish(&engine, &event, delivery, None, attempts).await
         }
         Attempt::Throttled => {
             let due = wisp_core::time::now_ms() + THROTTLE_RETRY.as_millis() as i64;
@@ -157,8 +147,17 @@ async fn run_event(engine: Arc<Engine>, event: AsyncEvent) {
             error,
         } if attempts > cfg.max_retries => {
             tracing::warn!(request_id = %event.request_id, function = %event.function, %error, "async event failed after {attempts} attempts");
-            let follow_up = final_failure("RetriesExhausted", Some((&version, &body, "Unhandled")));
-            finish_failed(store, id, attempts, error, follow_up).await
+            let delivery = cfg.on_failure.as_deref().map(|d| {
+                let doc = record(
+                    &engine,
+                    &event,
+                    "RetriesExhausted",
+                    attempts,
+                    Some((&version, &body, "Unhandled")),
+                );
+                (d.to_string(), doc)
+            });
+            finish(&engine, &event, delivery, Some(error), attempts).await
         }
         Attempt::Failed { error, .. } => {
             let delay = base * 2u32.pow(attempts - 1);
@@ -167,13 +166,18 @@ async fn run_event(engine: Arc<Engine>, event: AsyncEvent) {
         }
         Attempt::Expired => {
             tracing::warn!(request_id = %event.request_id, function = %event.function, "async event older than its maximum age");
-            let follow_up = final_failure("EventAgeExceeded", None);
-            finish_failed(
-                store,
-                id,
+            let delivery = cfg.on_failure.as_deref().map(|d| {
+                (
+                    d.to_string(),
+                    record(&engine, &event, "EventAgeExceeded", event.attempts, None),
+                )
+            });
+            finish(
+                &engine,
+                &event,
+                delivery,
+                Some("EventAgeExceeded".into()),
                 event.attempts,
-                "EventAgeExceeded".into(),
-                follow_up,
             )
             .await
         }
@@ -196,18 +200,65 @@ async fn blocking(
     }
 }
 
-/// An event that will not be tried again goes to the failure destination if there is one
-/// (and leaves the queue), otherwise it stays as a dead letter, to be redriven.
-async fn finish_failed(
-    store: Arc<dyn wisp_store::Store>,
-    id: i64,
+/// The function's dead-letter queue (`DeadLetterConfig.TargetArn`), if it names a queue.
+fn dead_letter_queue(engine: &Engine, event: &AsyncEvent) -> Option<String> {
+    let target = engine
+        .resolve(&event.function, event.qualifier.as_deref())
+        .ok()?;
+    let arn = target
+        .spec
+        .extra
+        .get("DeadLetterConfig")?
+        .get("TargetArn")?
+        .as_str()?;
+    arn.starts_with("arn:aws:sqs:").then(|| arn.to_string())
+}
+
+/// Ends an event. `delivery` is a destination and its record; `failure` is set when the
+/// event failed for good. A function destination is queued in the same transaction that
+/// removes the event; a queue (destination, or the function's dead-letter queue, which
+/// gets the event itself) is sent first, and the event is removed after (a crash between
+/// may deliver twice, never zero times). A failure with nowhere to go stays as a dead
+/// letter, to be redriven.
+async fn finish(
+    engine: &Engine,
+    event: &AsyncEvent,
+    delivery: Option<(String, Value)>,
+    failure: Option<String>,
     attempts: u32,
-    error: String,
-    follow_up: Option<AsyncEvent>,
 ) -> Result<(), String> {
-    blocking(move || match follow_up {
-        Some(dest) => store.complete_event(id, Some(&dest)),
-        None => store.fail_event(id, attempts, &error, None),
+    let store = engine.store.clone();
+    let id = event.id;
+    let queue_target = match (&delivery, &failure) {
+        (Some((arn, doc)), _) if arn.starts_with("arn:aws:sqs:") => {
+            Some((arn.clone(), doc.to_string()))
+        }
+        (None, Some(_)) => dead_letter_queue(engine, event)
+            .map(|arn| (arn, String::from_utf8_lossy(&event.payload).into_owned())),
+        _ => None,
+    };
+    if let Some((arn, body)) = queue_target {
+        let sent = match engine.queue_sink.get() {
+            Some(sink) => sink.send(&arn, body).await,
+            None => Err("this server has no queues".to_string()),
+        };
+        if let Err(e) = sent {
+            // Keep the event and try the delivery again later.
+            tracing::warn!(request_id = %event.request_id, queue = %arn, error = %e, "could not deliver to a queue");
+            let due = wisp_core::time::now_ms() + 1000;
+            let previous = event.attempts;
+            return blocking(move || {
+                store.retry_event(id, previous, due, "destination unavailable")
+            })
+            .await;
+        }
+        return blocking(move || store.complete_event(id, None)).await;
+    }
+    let follow_up = delivery.and_then(|(arn, doc)| engine.destination_event(&arn, &doc));
+    blocking(move || match (follow_up, failure) {
+        (Some(dest), _) => store.complete_event(id, Some(&dest)),
+        (None, None) => store.complete_event(id, None),
+        (None, Some(error)) => store.fail_event(id, attempts, &error, None),
     })
     .await
 }

@@ -30,15 +30,27 @@ impl Default for InvokeConfig {
     }
 }
 
-/// A destination: a function, by ARN (optionally qualified).
-fn check_destination(engine: &Engine, arn: &str) -> Result<()> {
+/// A destination: a function (optionally qualified) or a queue, by ARN.
+async fn check_destination(engine: &Engine, arn: &str) -> Result<()> {
     if arn.starts_with("arn:aws:lambda:") {
         let fref = wisp_core::parse_function_ref(arn)?;
         engine.latest_row(&fref.name)?;
         return Ok(());
     }
+    if arn.starts_with("arn:aws:sqs:") {
+        let exists = match engine.queue_sink.get() {
+            Some(sink) => sink.exists(arn).await,
+            None => false,
+        };
+        if exists {
+            return Ok(());
+        }
+        return Err(Error::invalid(format!(
+            "Destination queue {arn} does not exist."
+        )));
+    }
     Err(Error::invalid(format!(
-        "Destination '{}' is not supported: use a function ARN (arn:aws:lambda:REGION:ACCOUNT:function:NAME).",
+        "Destination '{}' is not supported: use a function ARN (arn:aws:lambda:REGION:ACCOUNT:function:NAME) or a queue ARN (arn:aws:sqs:REGION:ACCOUNT:NAME).",
         arn.chars().take(200).collect::<String>()
     )))
 }
@@ -87,7 +99,7 @@ impl Engine {
     }
 
     /// Put (replace) or update (merge into) a function's async invocation settings.
-    pub fn put_invoke_config(
+    pub async fn put_invoke_config(
         &self,
         function: &str,
         qualifier: Option<&str>,
@@ -130,7 +142,7 @@ impl Engine {
                             )));
                         }
                         match dest.get("Destination").and_then(Value::as_str) {
-                            Some(arn) => check_destination(self, arn)?,
+                            Some(arn) => check_destination(self, arn).await?,
                             None if dest.as_object().is_some_and(|o| o.is_empty()) => {}
                             None => {
                                 return Err(Error::invalid(format!(

@@ -25,6 +25,17 @@ pub use dispatch::{DispatchResult, InvokeRequest};
 pub use invoke::{InvokeMode, Invoked};
 pub use urls::UrlInput;
 
+/// Sends a message to a queue named by its ARN (the queue service implements it; the
+/// engine does not know queues). Used for queue destinations and dead-letter queues.
+pub trait QueueSink: Send + Sync + 'static {
+    fn exists(&self, queue_arn: &str) -> futures_util::future::BoxFuture<'_, bool>;
+    fn send(
+        &self,
+        queue_arn: &str,
+        body: String,
+    ) -> futures_util::future::BoxFuture<'_, Result<(), String>>;
+}
+
 /// Everything the engine is configured with.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -59,6 +70,9 @@ pub struct Engine {
     pub(crate) dispatcher: Arc<dispatch::Dispatcher>,
     pub(crate) queue: async_queue::AsyncQueue,
     pub(crate) cache: control::SpecCache,
+    /// Where queue destinations and dead-letter queues are delivered, when the server has
+    /// queues.
+    pub(crate) queue_sink: std::sync::OnceLock<Arc<dyn QueueSink>>,
     /// Shared by requests that store packages, exclusive for garbage collection.
     pub(crate) gc_lock: Arc<tokio::sync::RwLock<()>>,
 }
@@ -84,6 +98,7 @@ impl Engine {
             dispatcher,
             cache: control::SpecCache::default(),
             gc_lock: Arc::default(),
+            queue_sink: std::sync::OnceLock::new(),
         });
         engine.collect_garbage();
         async_queue::spawn_worker(engine.clone());
@@ -95,6 +110,11 @@ impl Engine {
         let (idle, busy) = self.dispatcher.instance_counts();
         let depth = self.store.pending_event_count().unwrap_or(0);
         self.dispatcher.metrics().render(idle, busy, depth)
+    }
+
+    /// Connects the queue service, for destinations and dead-letter queues that are queues.
+    pub fn set_queue_sink(&self, sink: Arc<dyn QueueSink>) {
+        let _ = self.queue_sink.set(sink);
     }
 
     /// Tells the async worker that events were queued by someone else (a trigger that

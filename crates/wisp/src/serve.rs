@@ -180,6 +180,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         },
     )
     .map_err(|e| anyhow::anyhow!("could not open the queues: {e}"))?;
+    engine.set_queue_sink(Arc::new(QueueSink(queues.clone())));
     let triggers = wisp_triggers::Triggers::start(engine.clone(), store, Some(queues.clone()))
         .map_err(|e| anyhow::anyhow!("could not start triggers: {e}"))?;
     let auth = auth(&args, &data_dir)?;
@@ -232,6 +233,36 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Queue destinations and dead-letter queues, for the engine.
+struct QueueSink(Arc<wisp_queue::QueueService>);
+
+impl wisp_engine::QueueSink for QueueSink {
+    fn exists(&self, queue_arn: &str) -> futures_util::future::BoxFuture<'_, bool> {
+        let arn = queue_arn.to_string();
+        Box::pin(async move { self.0.queue_name_from_arn(&arn).await.is_ok() })
+    }
+
+    fn send(
+        &self,
+        queue_arn: &str,
+        body: String,
+    ) -> futures_util::future::BoxFuture<'_, Result<(), String>> {
+        let arn = queue_arn.to_string();
+        Box::pin(async move {
+            let name = self
+                .0
+                .queue_name_from_arn(&arn)
+                .await
+                .map_err(|e| e.to_string())?;
+            self.0
+                .send(&name, &body, wisp_queue::MessageAttributes::new())
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })
+    }
 }
 
 /// The embedded S3-compatible object store; its bucket notifications become async
