@@ -109,6 +109,28 @@ impl Config {
     }
 }
 
+/// The `http` kind: nothing to run; the routes listener serves the route table that
+/// `Triggers::reconcile` rebuilds.
+pub struct Routes;
+
+impl crate::Source for Routes {
+    const KIND: &'static str = KIND;
+    type Config = Config;
+
+    fn config(value: &Value) -> Result<Config> {
+        Config::from_value(value)
+    }
+
+    fn start(
+        triggers: &std::sync::Arc<crate::Triggers>,
+        row: &TriggerRow,
+        _config: Config,
+    ) -> Result<Option<tokio::task::JoinHandle<()>>> {
+        triggers.set_status(&row.id, |s| s.state = "Serving".into());
+        Ok(None)
+    }
+}
+
 /// The same route twice (same method, same path shape) is a conflict.
 pub fn check_conflicts<'a>(
     cfg: &Config,

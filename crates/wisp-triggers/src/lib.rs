@@ -26,6 +26,28 @@ use wisp_core::Error;
 use wisp_engine::Engine;
 use wisp_store::{Store, TriggerRow};
 
+/// One kind of trigger: how its configuration is read and checked, and what runs it.
+/// Every kind delivers its events through the engine's invoke path.
+pub trait Source {
+    /// The kind's name: `TriggerRow::kind` and the API's `Kind`.
+    const KIND: &'static str;
+    type Config: serde::Serialize + serde::de::DeserializeOwned;
+    /// Parses and validates a configuration (strictly: unknown fields are errors).
+    fn config(value: &Value) -> Result<Self::Config>;
+    /// Starts the task that runs one trigger, if the kind runs one (HTTP routes are
+    /// served by the routes listener instead).
+    fn start(
+        triggers: &Arc<Triggers>,
+        row: &TriggerRow,
+        config: Self::Config,
+    ) -> Result<Option<tokio::task::JoinHandle<()>>>;
+}
+
+/// Validates a configuration through its kind and returns it normalised, for storing.
+fn normalised<S: Source>(value: &Value) -> Result<Value> {
+    serde_json::to_value(S::config(value)?).map_err(|e| Error::service(e.to_string()))
+}
+
 /// At most this many triggers per server.
 pub const MAX_TRIGGERS: usize = 10_000;
 
@@ -128,46 +150,38 @@ impl Triggers {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .retain(|id, _| rows.iter().any(|r| &r.id == id));
-        for row in rows.iter().filter(|r| r.kind == schedule::KIND) {
-            if !tasks.contains_key(&row.id) {
-                match schedule::Config::from_value(&row.config) {
-                    Ok(cfg) => {
-                        tasks.insert(
-                            row.id.clone(),
-                            tokio::spawn(schedule::run(self.clone(), row.clone(), cfg)),
-                        );
-                    }
-                    Err(e) => self.set_status(&row.id, |s| {
-                        s.state = "Invalid".into();
-                        s.last_error = Some(e.message);
-                    }),
-                }
-            }
-        }
-        for row in rows.iter().filter(|r| r.kind == sqs::KIND) {
+        for row in &rows {
             if tasks.contains_key(&row.id) {
                 continue;
             }
-            let (Some(queues), Ok(cfg)) =
-                (self.queues.clone(), sqs::Config::from_value(&row.config))
-            else {
-                self.set_status(&row.id, |s| {
-                    s.state = "Invalid".into();
-                    s.last_error = Some("no queue service, or an invalid configuration".into());
-                });
-                continue;
+            let started = match row.kind.as_str() {
+                schedule::KIND => self.start_source::<schedule::Schedules>(row),
+                sqs::KIND => self.start_source::<sqs::Mappings>(row),
+                http::KIND => self.start_source::<http::Routes>(row),
+                other => Err(Error::invalid(format!("unknown trigger kind '{other}'"))),
             };
-            tasks.insert(
-                row.id.clone(),
-                tokio::spawn(sqs::run(self.clone(), queues, row.clone(), cfg)),
-            );
+            match started {
+                Ok(Some(task)) => {
+                    tasks.insert(row.id.clone(), task);
+                }
+                Ok(None) => {}
+                Err(e) => self.set_status(&row.id, |s| {
+                    s.state = "Invalid".into();
+                    s.last_error = Some(e.message);
+                }),
+            }
         }
         let table = http::RouteTable::build(rows.iter().filter(|r| r.kind == http::KIND));
         *self.routes.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(table);
-        for row in rows.iter().filter(|r| r.kind == http::KIND) {
-            self.set_status(&row.id, |s| s.state = "Serving".into());
-        }
         Ok(())
+    }
+
+    fn start_source<S: Source>(
+        self: &Arc<Self>,
+        row: &TriggerRow,
+    ) -> Result<Option<tokio::task::JoinHandle<()>>> {
+        let config = S::config(&row.config)?;
+        S::start(self, row, config)
     }
 
     pub fn queues(&self) -> Option<&Arc<wisp_queue::QueueService>> {
@@ -202,13 +216,13 @@ impl Triggers {
             .engine
             .resolve(&input.function, input.qualifier.as_deref())?;
         let config = match input.kind.as_str() {
-            schedule::KIND => serde_json::to_value(schedule::Config::from_value(&input.config)?),
-            sqs::KIND => serde_json::to_value(sqs::Config::from_value(&input.config)?),
+            schedule::KIND => normalised::<schedule::Schedules>(&input.config)?,
+            sqs::KIND => normalised::<sqs::Mappings>(&input.config)?,
             http::KIND => {
                 let cfg = http::Config::from_value(&input.config)?;
                 let existing = self.store.list_triggers(None).map_err(store_err)?;
                 http::check_conflicts(&cfg, existing.iter().filter(|r| r.kind == http::KIND))?;
-                serde_json::to_value(cfg)
+                normalised::<http::Routes>(&input.config)?
             }
             other => {
                 return Err(Error::invalid(format!(
@@ -216,8 +230,7 @@ impl Triggers {
                     other.chars().take(40).collect::<String>()
                 )))
             }
-        }
-        .map_err(|e| Error::service(e.to_string()))?;
+        };
         if self.store.list_triggers(None).map_err(store_err)?.len() >= MAX_TRIGGERS {
             return Err(Error::invalid(format!(
                 "This server holds at most {MAX_TRIGGERS} triggers."
@@ -284,12 +297,11 @@ impl Triggers {
             sqs::KIND => {
                 let cfg = sqs::Config::from_value(&config)?;
                 self.check_queue(&cfg).await?;
-                serde_json::to_value(cfg)
+                normalised::<sqs::Mappings>(&config)?
             }
-            schedule::KIND => serde_json::to_value(schedule::Config::from_value(&config)?),
-            _ => serde_json::to_value(http::Config::from_value(&config)?),
-        }
-        .map_err(|e| Error::service(e.to_string()))?;
+            schedule::KIND => normalised::<schedule::Schedules>(&config)?,
+            _ => normalised::<http::Routes>(&config)?,
+        };
         if let Some(f) = function {
             let fref = wisp_core::parse_function_ref(&f)?;
             self.engine.resolve(&f, None)?;

@@ -251,6 +251,35 @@ async fn process(
     triggers.set_status(&row.id, |s| s.fired += deleted);
 }
 
+/// The `sqs` kind (event source mappings).
+pub struct Mappings;
+
+impl crate::Source for Mappings {
+    const KIND: &'static str = KIND;
+    type Config = Config;
+
+    fn config(value: &Value) -> Result<Config> {
+        Config::from_value(value)
+    }
+
+    fn start(
+        triggers: &Arc<Triggers>,
+        row: &TriggerRow,
+        config: Config,
+    ) -> Result<Option<tokio::task::JoinHandle<()>>> {
+        let queues = triggers
+            .queues()
+            .cloned()
+            .ok_or_else(|| Error::invalid("this server has no queue service"))?;
+        Ok(Some(tokio::spawn(run(
+            triggers.clone(),
+            queues,
+            row.clone(),
+            config,
+        ))))
+    }
+}
+
 /// Polls one mapping until it is removed.
 pub async fn run(triggers: Arc<Triggers>, queues: Arc<QueueService>, row: TriggerRow, cfg: Config) {
     let id = row.id.clone();

@@ -126,6 +126,30 @@ fn latest_missed(schedule: &Schedule, first: i64, anchor: i64, now: i64, tz: &Ti
     latest
 }
 
+/// The `schedule` kind.
+pub struct Schedules;
+
+impl crate::Source for Schedules {
+    const KIND: &'static str = KIND;
+    type Config = Config;
+
+    fn config(value: &Value) -> Result<Config> {
+        Config::from_value(value)
+    }
+
+    fn start(
+        triggers: &Arc<Triggers>,
+        row: &TriggerRow,
+        config: Config,
+    ) -> Result<Option<tokio::task::JoinHandle<()>>> {
+        Ok(Some(tokio::spawn(run(
+            triggers.clone(),
+            row.clone(),
+            config,
+        ))))
+    }
+}
+
 /// Runs one schedule until its trigger is deleted.
 pub async fn run(triggers: Arc<Triggers>, row: TriggerRow, cfg: Config) {
     let Ok(schedule) = Schedule::parse(&cfg.schedule_expression) else {
