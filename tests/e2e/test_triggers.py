@@ -188,3 +188,43 @@ def test_schedule_fires_on_time_across_restart_without_doubling(make_server, tmp
     # Fires are one period apart, counted from the trigger's creation.
     assert times[1] - times[0] == 60, events
     assert abs(times[0] - (created_ms // 1000 + 60)) <= 1, (events, created_ms)
+
+
+def test_queue_trigger_from_manifest_and_cli(server, tmp_path):
+    import boto3
+    from botocore.config import Config
+
+    from wisp_e2e import ACCESS_KEY, REGION, SECRET_KEY
+
+    sqs = boto3.client("sqs", endpoint_url=server.endpoint, region_name=REGION, aws_access_key_id=ACCESS_KEY,
+                       aws_secret_access_key=SECRET_KEY, config=Config(retries={"max_attempts": 0}))
+    qname = unique("mq")
+    url = sqs.create_queue(QueueName=qname)["QueueUrl"]
+    name = unique("mq-fn")
+    log = tmp_path / "log"
+    src = tmp_path / "fn"
+    src.mkdir()
+    (src / "app.py").write_text(
+        "import json, os\ndef handler(e, c):\n    with open(os.environ['LOG'], 'a') as f:\n"
+        "        for r in e['Records']:\n            f.write(r['body'] + '\\n')\n"
+    )
+    manifest = tmp_path / "wisp.toml"
+    manifest.write_text(
+        f'version = 1\n[functions.{name}]\nruntime = "python3.11"\nhandler = "app.handler"\npath = "fn"\n'
+        f'env = {{ LOG = "{log}" }}\n'
+        f'triggers = [{{ queue = "{qname}", batch_size = 5, report_batch_item_failures = true }}]\n'
+    )
+    assert run_cli(server, "deploy", "--manifest", str(manifest)).returncode == 0
+    r = run_cli(server, "triggers", "ls", name)
+    ids = [line.split()[0] for line in r.stdout.splitlines()[1:]]
+    assert len(ids) == 1 and "sqs" in r.stdout and qname in r.stdout, r.stdout
+    sqs.send_message(QueueUrl=url, MessageBody="hello")
+    wait_for(lambda: read_lines(log) == ["hello"], timeout=30, message="queued message processed")
+    # Redeploying keeps the same mapping.
+    assert run_cli(server, "deploy", "--manifest", str(manifest)).returncode == 0
+    r = run_cli(server, "triggers", "ls", name)
+    assert [line.split()[0] for line in r.stdout.splitlines()[1:]] == ids, r.stdout
+    bad = manifest.read_text().replace("batch_size = 5", 'batch_size = 5, http = "GET /x"')
+    manifest.write_text(bad)
+    r = run_cli(server, "deploy", "--manifest", str(manifest))
+    assert r.returncode != 0 and "exactly one of" in r.stderr, r.stderr

@@ -119,6 +119,12 @@ enum TriggerCommand {
         /// A route: "POST /orders/{id}".
         #[arg(long)]
         http: Option<String>,
+        /// A queue (name or ARN): an event source mapping from it.
+        #[arg(long)]
+        queue: Option<String>,
+        /// For --queue: records per batch.
+        #[arg(long)]
+        batch_size: Option<u32>,
         /// A version or alias to invoke.
         #[arg(long)]
         qualifier: Option<String>,
@@ -135,6 +141,17 @@ fn trigger_key(kind: &str, qualifier: Option<&str>, config: &Value) -> String {
         map.retain(|_, v| !v.is_null());
         if let Some(Value::String(m)) = map.get_mut("Method") {
             *m = m.to_ascii_uppercase();
+        }
+        if kind == "sqs" {
+            // The server stores a mapping with Lambda's defaults filled in.
+            for (k, v) in [
+                ("BatchSize", json!(10)),
+                ("MaximumBatchingWindowInSeconds", json!(0)),
+                ("FunctionResponseTypes", json!([])),
+                ("Enabled", json!(true)),
+            ] {
+                map.entry(k).or_insert(v);
+            }
         }
     }
     format!("{kind}|{}|{config}", qualifier.unwrap_or(""))
@@ -216,6 +233,13 @@ fn print_triggers(doc: &Value) {
                 .as_str()
                 .unwrap_or("")
                 .to_string(),
+            Some("sqs") => t["Config"]["EventSourceArn"]
+                .as_str()
+                .unwrap_or("")
+                .rsplit(':')
+                .next()
+                .unwrap_or("")
+                .to_string(),
             Some("http") => format!(
                 "{} {}",
                 t["Config"]["Method"].as_str().unwrap_or(""),
@@ -258,6 +282,8 @@ pub fn triggers(args: TriggersArgs) -> anyhow::Result<ExitCode> {
             timezone,
             missed,
             http,
+            queue,
+            batch_size,
             qualifier,
         } => {
             let def = crate::manifest::TriggerDef {
@@ -265,6 +291,10 @@ pub fn triggers(args: TriggersArgs) -> anyhow::Result<ExitCode> {
                 timezone,
                 missed,
                 http,
+                queue,
+                batch_size,
+                batching_window_s: None,
+                report_batch_item_failures: None,
                 qualifier: qualifier.clone(),
             };
             let (kind, config) = def.to_api()?;

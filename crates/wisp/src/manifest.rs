@@ -35,7 +35,7 @@ pub struct FunctionDef {
     pub triggers: Option<Vec<TriggerDef>>,
 }
 
-/// One trigger of a function: exactly one of `schedule` and `http`.
+/// One trigger of a function: exactly one of `schedule`, `http` and `queue`.
 #[derive(Debug, Deserialize, Clone, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct TriggerDef {
@@ -47,6 +47,14 @@ pub struct TriggerDef {
     pub missed: Option<String>,
     /// `"POST /orders/{id}"`: a route on the HTTP routes listener.
     pub http: Option<String>,
+    /// A wisp queue, by name or ARN: an event source mapping from it.
+    pub queue: Option<String>,
+    /// For a queue: records per batch (1-10000; over 10 needs a batching window).
+    pub batch_size: Option<u32>,
+    /// For a queue: seconds to gather a batch (0-300).
+    pub batching_window_s: Option<u32>,
+    /// For a queue: report failed records (`batchItemFailures`) instead of failing the batch.
+    pub report_batch_item_failures: Option<bool>,
     /// A version or alias to invoke instead of $LATEST.
     pub qualifier: Option<String>,
 }
@@ -54,6 +62,39 @@ pub struct TriggerDef {
 impl TriggerDef {
     /// The trigger as the API takes it: (kind, config).
     pub fn to_api(&self) -> anyhow::Result<(&'static str, serde_json::Value)> {
+        let queue_only = [
+            self.batch_size.is_some(),
+            self.batching_window_s.is_some(),
+            self.report_batch_item_failures.is_some(),
+        ];
+        if self.queue.is_none() && queue_only.iter().any(|b| *b) {
+            bail!("batch_size, batching_window_s and report_batch_item_failures apply to queue triggers");
+        }
+        if let Some(queue) = &self.queue {
+            if self.schedule.is_some()
+                || self.http.is_some()
+                || self.timezone.is_some()
+                || self.missed.is_some()
+            {
+                bail!("a trigger has exactly one of schedule, http and queue");
+            }
+            let arn = if queue.starts_with("arn:") {
+                queue.clone()
+            } else {
+                format!("arn:aws:sqs:us-east-1:000000000000:{queue}")
+            };
+            let mut cfg = serde_json::json!({ "EventSourceArn": arn });
+            if let Some(n) = self.batch_size {
+                cfg["BatchSize"] = n.into();
+            }
+            if let Some(w) = self.batching_window_s {
+                cfg["MaximumBatchingWindowInSeconds"] = w.into();
+            }
+            if self.report_batch_item_failures == Some(true) {
+                cfg["FunctionResponseTypes"] = serde_json::json!(["ReportBatchItemFailures"]);
+            }
+            return Ok(("sqs", cfg));
+        }
         match (&self.schedule, &self.http) {
             (Some(expr), None) => {
                 let mut cfg = serde_json::json!({ "ScheduleExpression": expr });
@@ -78,7 +119,7 @@ impl TriggerDef {
                 ))
             }
             _ => {
-                bail!("a trigger has exactly one of schedule = \"...\" and http = \"METHOD /path\"")
+                bail!("a trigger has exactly one of schedule = \"...\", http = \"METHOD /path\" and queue = \"NAME\"")
             }
         }
     }
