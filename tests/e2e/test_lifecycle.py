@@ -37,7 +37,10 @@ def all_function_names(lam) -> list[str]:
 def test_health_runtimes_and_listening_line(server):
     status, _, body = http_request(server.endpoint, "GET", "/wisp/v1/health")
     assert status == 200
-    assert json.loads(body) == {"status": "ok"}
+    health = json.loads(body)
+    assert health["status"] == "ok"
+    # The side listeners' addresses, so clients can find function URLs and routes.
+    assert health["FunctionUrls"].startswith("http://127.0.0.1:") and health["Routes"].startswith("http://127.0.0.1:"), health
     status, _, body = http_request(server.endpoint, "GET", "/wisp/v1/runtimes")
     assert status == 200
     runtimes = json.loads(body)["Runtimes"]
