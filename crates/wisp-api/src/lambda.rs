@@ -322,18 +322,30 @@ async fn invoke_config_body(body: Body) -> ApiResult<Value> {
     parse_json(&bytes)
 }
 
+/// PutFunctionEventInvokeConfig replaces the settings; UpdateFunctionEventInvokeConfig
+/// (`merge`) changes only the fields given.
+async fn store_invoke_config(
+    engine: &Engine,
+    name: &str,
+    params: &HashMap<String, String>,
+    body: Body,
+    merge: bool,
+) -> ApiResult<Json<Value>> {
+    let input = invoke_config_body(body).await?;
+    Ok(Json(
+        engine
+            .put_invoke_config(name, qualifier(params), input, merge)
+            .await?,
+    ))
+}
+
 async fn put_invoke_config(
     State(engine): Eng,
     Path(name): Path<String>,
     Query(params): Params,
     body: Body,
 ) -> ApiResult<Json<Value>> {
-    let input = invoke_config_body(body).await?;
-    Ok(Json(
-        engine
-            .put_invoke_config(&name, qualifier(&params), input, false)
-            .await?,
-    ))
+    store_invoke_config(&engine, &name, &params, body, false).await
 }
 
 async fn update_invoke_config(
@@ -342,12 +354,7 @@ async fn update_invoke_config(
     Query(params): Params,
     body: Body,
 ) -> ApiResult<Json<Value>> {
-    let input = invoke_config_body(body).await?;
-    Ok(Json(
-        engine
-            .put_invoke_config(&name, qualifier(&params), input, true)
-            .await?,
-    ))
+    store_invoke_config(&engine, &name, &params, body, true).await
 }
 
 async fn get_invoke_config(
@@ -490,41 +497,12 @@ async fn untag_resource(
     uri: axum::http::Uri,
 ) -> ApiResult<StatusCode> {
     // tagKeys repeats, so the query is read as pairs rather than as a map.
-    let keys: Vec<String> = uri
-        .query()
-        .unwrap_or("")
-        .split('&')
-        .filter_map(|pair| pair.split_once('='))
-        .filter(|(k, _)| *k == "tagKeys")
-        .map(|(_, v)| percent_decode(v))
+    let keys: Vec<String> = form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+        .filter(|(k, _)| k == "tagKeys")
+        .map(|(_, v)| v.into_owned())
         .collect();
     engine.untag(&arn, &keys)?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' if i + 3 <= bytes.len() => match s
-                .get(i + 1..i + 3)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-            {
-                Some(b) => {
-                    out.push(b);
-                    i += 3;
-                    continue;
-                }
-                None => out.push(b'%'),
-            },
-            b'+' => out.push(b' '),
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 async fn account_settings(State(engine): Eng) -> ApiResult<Json<Value>> {

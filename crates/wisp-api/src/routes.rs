@@ -12,7 +12,7 @@ use wisp_core::limits::SYNC_PAYLOAD_MAX_BYTES;
 use wisp_triggers::http::Match;
 use wisp_triggers::Triggers;
 
-use crate::urls::{apply_cors, decode_component, event, invoke_for_http, HttpAnswers, UrlRequest};
+use crate::urls::{apply_cors, event, invoke_for_http, HttpAnswers, UrlRequest};
 
 fn message(status: StatusCode, text: &str) -> Response {
     (status, axum::Json(serde_json::json!({ "message": text }))).into_response()
@@ -46,7 +46,11 @@ async fn serve(
     let raw_path = parts.uri.path().to_string();
     let decoded: String = raw_path
         .split('/')
-        .map(decode_component)
+        .map(|segment| {
+            percent_encoding::percent_decode_str(segment)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
         .collect::<Vec<_>>()
         .join("/");
     let table = triggers.routes();

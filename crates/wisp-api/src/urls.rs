@@ -146,27 +146,6 @@ pub(crate) fn message(status: StatusCode, text: &str) -> Response {
     (status, Json(json!({ "Message": text }))).into_response()
 }
 
-pub(crate) fn decode_component(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 3 <= bytes.len() {
-            if let Some(b) = s
-                .get(i + 1..i + 3)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-            {
-                out.push(b);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(if bytes[i] == b'+' { b' ' } else { bytes[i] });
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 fn is_text(content_type: Option<&str>) -> bool {
     let Some(ct) = content_type else { return true };
     let ct = ct.to_ascii_lowercase();
@@ -288,15 +267,14 @@ pub(crate) fn event(req: &UrlRequest<'_>, request_id: &str) -> Value {
             .or_insert(value);
     }
     let mut query: BTreeMap<String, String> = BTreeMap::new();
-    for pair in raw_query.split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+    for (k, v) in form_urlencoded::parse(raw_query.as_bytes()) {
         query
-            .entry(decode_component(k))
+            .entry(k.into_owned())
             .and_modify(|e| {
                 e.push(',');
-                e.push_str(&decode_component(v));
+                e.push_str(&v);
             })
-            .or_insert_with(|| decode_component(v));
+            .or_insert_with(|| v.into_owned());
     }
     let now_ms = wisp_core::time::now_ms();
     let t = time::OffsetDateTime::from_unix_timestamp_nanos(now_ms as i128 * 1_000_000)
