@@ -228,3 +228,37 @@ def test_queue_trigger_from_manifest_and_cli(server, tmp_path):
     manifest.write_text(bad)
     r = run_cli(server, "deploy", "--manifest", str(manifest))
     assert r.returncode != 0 and "exactly one of" in r.stderr, r.stderr
+
+
+def test_missed_fires_skip_or_fire_once(make_server, tmp_path):
+    """Fires missed while the server was down are skipped (SKIP) or fired once for the
+    latest missed time (FIRE_ONCE); either way the schedule then continues on its period."""
+    servers, logs, created = {}, {}, {}
+    for policy in ("SKIP", "FIRE_ONCE"):
+        srv = make_server("--schedule-grace-secs", "5", name=f"missed-{policy.lower()}")
+        lam = lambda_client(srv.endpoint)
+        name = unique("missed")
+        logs[policy] = tmp_path / f"{policy}.jsonl"
+        create_function(lam, name, files={"app.py": FIRE_HANDLER}, env={"FIRES": str(logs[policy])})
+        status, _, body = add_trigger(srv, "schedule", name, {"ScheduleExpression": "rate(1 minute)", "MissedFires": policy})
+        assert status == 201, body
+        servers[policy], created[policy] = srv, json.loads(body)["CreatedMs"] // 1000
+    for policy in servers:
+        wait_for(lambda: len(read_lines(logs[policy])) >= 1, timeout=100, message=f"first fire ({policy})")
+        servers[policy].stop()
+
+    def fire_times(policy):
+        return [int(time.mktime(time.strptime(json.loads(l)["time"], "%Y-%m-%dT%H:%M:%SZ"))) - time.timezone
+                for l in read_lines(logs[policy])]
+
+    # Down past the second fire (at +120 s) by more than the grace.
+    time.sleep(max(0, created["SKIP"] + 131 - time.time()))
+    for srv in servers.values():
+        srv.restart()
+    wait_for(lambda: len(read_lines(logs["FIRE_ONCE"])) >= 2, timeout=30, message="the missed fire, once")
+    time.sleep(3)
+    assert [t - created["FIRE_ONCE"] for t in fire_times("FIRE_ONCE")] == [60, 120]
+    assert [t - created["SKIP"] for t in fire_times("SKIP")] == [60]
+    # Both continue on their period.
+    wait_for(lambda: len(read_lines(logs["SKIP"])) >= 2, timeout=90, message="the next fire after the skip")
+    assert [t - created["SKIP"] for t in fire_times("SKIP")] == [60, 180]

@@ -78,6 +78,9 @@ pub struct Triggers {
     status: Mutex<HashMap<String, TriggerStatus>>,
     routes: RwLock<Arc<http::RouteTable>>,
     queues: Option<Arc<wisp_queue::QueueService>>,
+    /// How late a schedule's fire may be and still run as on time; later, it counts as
+    /// missed (the server was down) and the schedule's MissedFires policy applies.
+    schedule_grace_ms: i64,
 }
 
 fn store_err(e: wisp_store::StoreError) -> Error {
@@ -91,11 +94,13 @@ impl Triggers {
         engine: Arc<Engine>,
         store: Arc<dyn Store>,
         queues: Option<Arc<wisp_queue::QueueService>>,
+        schedule_grace_ms: i64,
     ) -> Result<Arc<Self>> {
         let triggers = Arc::new(Triggers {
             engine,
             store,
             queues,
+            schedule_grace_ms,
             tasks: Mutex::new(HashMap::new()),
             status: Mutex::new(HashMap::new()),
             routes: RwLock::new(Arc::default()),

@@ -24,6 +24,10 @@ pub struct ServeArgs {
     /// or a free port if that one is taken.
     #[arg(long, env = "WISP_URL_LISTEN")]
     url_listen: Option<SocketAddr>,
+    /// How late a schedule's fire may be and still run as on time; later, it counts as
+    /// missed while the server was down, and the schedule's MissedFires policy applies.
+    #[arg(long, default_value_t = 60)]
+    schedule_grace_secs: u64,
     /// Address HTTP routes (`http` triggers) are served on, apart from the API. Default:
     /// 127.0.0.1:8792, or a free port if that one is taken.
     #[arg(long, env = "WISP_ROUTES_LISTEN")]
@@ -181,8 +185,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     )
     .map_err(|e| anyhow::anyhow!("could not open the queues: {e}"))?;
     engine.set_queue_sink(Arc::new(QueueSink(queues.clone())));
-    let triggers = wisp_triggers::Triggers::start(engine.clone(), store, Some(queues.clone()))
-        .map_err(|e| anyhow::anyhow!("could not start triggers: {e}"))?;
+    let triggers = wisp_triggers::Triggers::start(
+        engine.clone(),
+        store,
+        Some(queues.clone()),
+        (args.schedule_grace_secs * 1000) as i64,
+    )
+    .map_err(|e| anyhow::anyhow!("could not start triggers: {e}"))?;
     let auth = auth(&args, &data_dir)?;
     let objects = object_service(&args, &data_dir, &auth, &engine)?;
     let app = wisp_api::router(

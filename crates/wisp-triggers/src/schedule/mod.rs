@@ -22,8 +22,8 @@ pub use expr::Schedule;
 
 pub const KIND: &str = "schedule";
 
-/// A fire this late is still on time (the server was busy, not down).
-const GRACE_MS: i64 = 60_000;
+/// By default a fire this late is still on time (the server was busy, not down).
+pub const DEFAULT_GRACE_MS: i64 = 60_000;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "PascalCase")]
@@ -185,7 +185,7 @@ pub async fn run(triggers: Arc<Triggers>, row: TriggerRow, cfg: Config) {
             tokio::time::sleep(Duration::from_millis((next - now) as u64)).await;
             continue;
         }
-        let (fire_ms, event) = if now - next > GRACE_MS {
+        let (fire_ms, event) = if now - next > triggers.schedule_grace_ms {
             // Missed while the server was down: record the latest missed fire, and run
             // it only if asked to.
             let latest = latest_missed(&schedule, next, row.created_ms, now, &tz);
