@@ -79,6 +79,36 @@ fn request_id() -> String {
 }
 
 impl Backend {
+    /// Streams a body into a new blob, checking the checksums the client declared (in
+    /// headers or aws-chunked trailers); a blob that fails the check is discarded.
+    async fn receive_body(
+        &self,
+        body: Option<StreamingBlob>,
+        max_bytes: u64,
+        mut expected: Expected,
+        algorithm: Option<&ChecksumAlgorithm>,
+        headers: &axum::http::HeaderMap,
+        trailers: Option<&s3s::TrailingHeaders>,
+    ) -> S3Result<(Written, Checksum)> {
+        let mut hasher = expected.hasher(algorithm, headers);
+        let written = match body {
+            Some(body) => self.blobs.write(body, max_bytes, &mut hasher).await,
+            None => {
+                let empty = futures_util::stream::empty::<Result<bytes::Bytes, std::io::Error>>();
+                self.blobs.write(empty, 0, &mut hasher).await
+            }
+        }
+        .map_err(write_error)?;
+        expected.add_trailers(trailers);
+        match expected.verify(hasher.finalize(), &written.md5) {
+            Ok(c) => Ok((written, c)),
+            Err(e) => {
+                self.blobs.discard(&written.id).await;
+                Err(e)
+            }
+        }
+    }
+
     pub fn new(db: Connection, blobs: Blobs, region: &str, notify: NotifyHook) -> Self {
         Backend {
             db: Arc::new(Mutex::new(db)),
@@ -368,7 +398,7 @@ impl S3 for Backend {
         )?;
         self.require_bucket(&input.bucket).await?;
         let _permit = self.write_permit()?;
-        let mut expected = Expected {
+        let expected = Expected {
             crc32: input.checksum_crc32,
             crc32c: input.checksum_crc32c,
             sha1: input.checksum_sha1,
@@ -376,28 +406,16 @@ impl S3 for Backend {
             crc64nvme: input.checksum_crc64nvme,
             content_md5: input.content_md5,
         };
-        let mut hasher = expected.hasher(input.checksum_algorithm.as_ref(), &headers);
-        let written = match input.body {
-            Some(body) => self.blobs.write(body, OBJECT_MAX_BYTES, &mut hasher).await,
-            None => {
-                self.blobs
-                    .write(
-                        futures_util::stream::empty::<Result<bytes::Bytes, std::io::Error>>(),
-                        0,
-                        &mut hasher,
-                    )
-                    .await
-            }
-        }
-        .map_err(write_error)?;
-        expected.add_trailers(trailers.as_ref());
-        let checksums = match expected.verify(hasher.finalize(), &written.md5) {
-            Ok(c) => c,
-            Err(e) => {
-                self.blobs.discard(&written.id).await;
-                return Err(e);
-            }
-        };
+        let (written, checksums) = self
+            .receive_body(
+                input.body,
+                OBJECT_MAX_BYTES,
+                expected,
+                input.checksum_algorithm.as_ref(),
+                &headers,
+                trailers.as_ref(),
+            )
+            .await?;
         let tag = hex::encode(written.md5);
         let row = ObjectRow {
             bucket: input.bucket.clone(),
@@ -845,7 +863,7 @@ impl S3 for Backend {
         );
         self.db(move |c| meta::get_upload(c, &b, &k, &u)).await?;
         let _permit = self.write_permit()?;
-        let mut expected = Expected {
+        let expected = Expected {
             crc32: input.checksum_crc32,
             crc32c: input.checksum_crc32c,
             sha1: input.checksum_sha1,
@@ -853,28 +871,16 @@ impl S3 for Backend {
             crc64nvme: input.checksum_crc64nvme,
             content_md5: input.content_md5,
         };
-        let mut hasher = expected.hasher(input.checksum_algorithm.as_ref(), &headers);
-        let written = match input.body {
-            Some(body) => self.blobs.write(body, PART_MAX_BYTES, &mut hasher).await,
-            None => {
-                self.blobs
-                    .write(
-                        futures_util::stream::empty::<Result<bytes::Bytes, std::io::Error>>(),
-                        0,
-                        &mut hasher,
-                    )
-                    .await
-            }
-        }
-        .map_err(write_error)?;
-        expected.add_trailers(trailers.as_ref());
-        let checksums = match expected.verify(hasher.finalize(), &written.md5) {
-            Ok(c) => c,
-            Err(e) => {
-                self.blobs.discard(&written.id).await;
-                return Err(e);
-            }
-        };
+        let (written, checksums) = self
+            .receive_body(
+                input.body,
+                PART_MAX_BYTES,
+                expected,
+                input.checksum_algorithm.as_ref(),
+                &headers,
+                trailers.as_ref(),
+            )
+            .await?;
         if let Err(e) = self.blobs.place(&written.id).await {
             self.blobs.discard(&written.id).await;
             return Err(internal(e));

@@ -203,23 +203,32 @@ fn sync_triggers(
         if kept.contains(&key) {
             continue;
         }
-        let body =
-            json!({ "Kind": kind, "FunctionName": name, "Qualifier": qualifier, "Config": config });
-        let created = client
-            .call(
-                "POST",
-                "/wisp/v1/triggers",
-                &[],
-                Some(&serde_json::to_vec(&body)?),
-                None,
-            )?
-            .json()?;
-        println!(
-            "  added {kind} trigger {}",
-            created["Id"].as_str().unwrap_or("?")
-        );
+        let id = create_trigger(client, name, kind, qualifier.as_deref(), config)?;
+        println!("  added {kind} trigger {id}");
     }
     Ok(())
+}
+
+/// Creates a trigger through the API; returns its id.
+fn create_trigger(
+    client: &Client,
+    function: &str,
+    kind: &str,
+    qualifier: Option<&str>,
+    config: Value,
+) -> anyhow::Result<String> {
+    let body =
+        json!({ "Kind": kind, "FunctionName": function, "Qualifier": qualifier, "Config": config });
+    let created = client
+        .call(
+            "POST",
+            "/wisp/v1/triggers",
+            &[],
+            Some(&serde_json::to_vec(&body)?),
+            None,
+        )?
+        .json()?;
+    Ok(created["Id"].as_str().unwrap_or("?").to_string())
 }
 
 fn print_triggers(doc: &Value) {
@@ -298,20 +307,8 @@ pub fn triggers(args: TriggersArgs) -> anyhow::Result<ExitCode> {
                 qualifier: qualifier.clone(),
             };
             let (kind, config) = def.to_api()?;
-            let body = json!({ "Kind": kind, "FunctionName": name, "Qualifier": qualifier, "Config": config });
-            let created = client
-                .call(
-                    "POST",
-                    "/wisp/v1/triggers",
-                    &[],
-                    Some(&serde_json::to_vec(&body)?),
-                    None,
-                )?
-                .json()?;
-            println!(
-                "added {kind} trigger {}",
-                created["Id"].as_str().unwrap_or("?")
-            );
+            let id = create_trigger(&client, &name, kind, qualifier.as_deref(), config)?;
+            println!("added {kind} trigger {id}");
         }
         TriggerCommand::Rm { id } => {
             let reply = client.call(
