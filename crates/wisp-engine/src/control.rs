@@ -261,6 +261,39 @@ impl Engine {
         Ok(row)
     }
 
+    /// The function and qualifier (`$LATEST`, a version, an alias) that a per-qualifier
+    /// setting (a function URL, an event invoke config) names, both checked to exist.
+    /// Function URLs cannot be on versions (as on AWS): `allow_versions` is false for them.
+    pub(crate) fn existing_qualifier(
+        &self,
+        function: &str,
+        qualifier: Option<&str>,
+        allow_versions: bool,
+    ) -> Result<(String, String)> {
+        let fref = wisp_core::parse_function_ref(function)?;
+        let q = fref
+            .qualifier
+            .or(qualifier.map(Qualifier::parse).transpose()?);
+        self.latest_row(&fref.name)?;
+        let q = match q {
+            None | Some(Qualifier::Latest) => "$LATEST".to_string(),
+            Some(Qualifier::Version(_)) if !allow_versions => {
+                return Err(Error::invalid(
+                    "A function URL's qualifier must be $LATEST or an alias, not a version.",
+                ))
+            }
+            Some(Qualifier::Version(v)) => {
+                self.resolve(&fref.name, Some(&v.to_string()))?;
+                v.to_string()
+            }
+            Some(Qualifier::Alias(a)) => {
+                self.get_alias(&fref.name, &a)?;
+                a
+            }
+        };
+        Ok((fref.name, q))
+    }
+
     /// Resolves `name[:qualifier]` (or an ARN) with an optional separate qualifier, as
     /// Lambda does for its `Qualifier` parameter.
     pub fn resolve(&self, function: &str, qualifier: Option<&str>) -> Result<Resolved> {

@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 use wisp_core::error::Result;
-use wisp_core::{Error, Qualifier};
+use wisp_core::Error;
 use wisp_store::AsyncEvent;
 
 use crate::control::store_err;
@@ -74,30 +74,6 @@ fn parse(doc: &Value) -> InvokeConfig {
 }
 
 impl Engine {
-    fn config_qualifier(
-        &self,
-        function: &str,
-        qualifier: Option<&str>,
-    ) -> Result<(String, String)> {
-        let fref = wisp_core::parse_function_ref(function)?;
-        let q = fref
-            .qualifier
-            .or(qualifier.map(Qualifier::parse).transpose()?);
-        self.latest_row(&fref.name)?;
-        let q = match q {
-            None | Some(Qualifier::Latest) => "$LATEST".to_string(),
-            Some(Qualifier::Version(v)) => {
-                self.resolve(&fref.name, Some(&v.to_string()))?;
-                v.to_string()
-            }
-            Some(Qualifier::Alias(a)) => {
-                self.get_alias(&fref.name, &a)?;
-                a
-            }
-        };
-        Ok((fref.name, q))
-    }
-
     /// Put (replace) or update (merge into) a function's async invocation settings.
     pub async fn put_invoke_config(
         &self,
@@ -106,7 +82,7 @@ impl Engine {
         input: Value,
         merge: bool,
     ) -> Result<Value> {
-        let (name, q) = self.config_qualifier(function, qualifier)?;
+        let (name, q) = self.existing_qualifier(function, qualifier, true)?;
         let Value::Object(input) = input else {
             return Err(Error::invalid("The request body must be a JSON object."));
         };
@@ -180,7 +156,7 @@ impl Engine {
     }
 
     pub fn get_invoke_config(&self, function: &str, qualifier: Option<&str>) -> Result<Value> {
-        let (name, q) = self.config_qualifier(function, qualifier)?;
+        let (name, q) = self.existing_qualifier(function, qualifier, true)?;
         self.store
             .get_invoke_config(&name, &q)
             .map_err(store_err)?
@@ -192,7 +168,7 @@ impl Engine {
     }
 
     pub fn delete_invoke_config(&self, function: &str, qualifier: Option<&str>) -> Result<()> {
-        let (name, q) = self.config_qualifier(function, qualifier)?;
+        let (name, q) = self.existing_qualifier(function, qualifier, true)?;
         if !self
             .store
             .delete_invoke_config(&name, &q)

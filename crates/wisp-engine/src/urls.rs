@@ -1,7 +1,7 @@
 //! Function URLs: configuration, and the lookup the URL listener does per request.
 
 use wisp_core::error::Result;
-use wisp_core::{Error, Qualifier};
+use wisp_core::Error;
 use wisp_store::FunctionUrl;
 
 use crate::control::store_err;
@@ -60,28 +60,6 @@ fn check_cors(cors: &serde_json::Value) -> Result<()> {
 }
 
 impl Engine {
-    /// `$LATEST` or an existing alias; versions cannot have URLs (as on AWS).
-    fn url_qualifier(&self, function: &str, qualifier: Option<&str>) -> Result<(String, String)> {
-        let fref = wisp_core::parse_function_ref(function)?;
-        let q = fref
-            .qualifier
-            .or(qualifier.map(Qualifier::parse).transpose()?);
-        self.latest_row(&fref.name)?;
-        let q = match q {
-            None | Some(Qualifier::Latest) => "$LATEST".to_string(),
-            Some(Qualifier::Alias(a)) => {
-                self.get_alias(&fref.name, &a)?;
-                a
-            }
-            Some(Qualifier::Version(_)) => {
-                return Err(Error::invalid(
-                    "A function URL's qualifier must be $LATEST or an alias, not a version.",
-                ))
-            }
-        };
-        Ok((fref.name, q))
-    }
-
     pub fn url_of(&self, url: &FunctionUrl) -> String {
         format!(
             "{}/{}/",
@@ -96,7 +74,7 @@ impl Engine {
         qualifier: Option<&str>,
         input: UrlInput,
     ) -> Result<FunctionUrl> {
-        let (name, q) = self.url_qualifier(function, qualifier)?;
+        let (name, q) = self.existing_qualifier(function, qualifier, false)?;
         let auth_type = input
             .auth_type
             .ok_or_else(|| Error::invalid("AuthType is required."))?;
@@ -127,7 +105,7 @@ impl Engine {
     }
 
     pub fn get_url(&self, function: &str, qualifier: Option<&str>) -> Result<FunctionUrl> {
-        let (name, q) = self.url_qualifier(function, qualifier)?;
+        let (name, q) = self.existing_qualifier(function, qualifier, false)?;
         self.store
             .get_url(&name, &q)
             .map_err(store_err)?
@@ -159,7 +137,7 @@ impl Engine {
     }
 
     pub fn delete_url(&self, function: &str, qualifier: Option<&str>) -> Result<()> {
-        let (name, q) = self.url_qualifier(function, qualifier)?;
+        let (name, q) = self.existing_qualifier(function, qualifier, false)?;
         if !self.store.delete_url(&name, &q).map_err(store_err)? {
             return Err(Error::not_found(
                 "The resource you requested does not exist.",

@@ -186,16 +186,7 @@ fn sync_triggers(
             kept.push(key);
         } else {
             let id = t["Id"].as_str().unwrap_or("");
-            let reply = client.call(
-                "DELETE",
-                &format!("/wisp/v1/triggers/{}", encode(id)),
-                &[],
-                None,
-                None,
-            )?;
-            if !reply.ok() {
-                return Err(reply.error());
-            }
+            delete_trigger(client, id)?;
             println!("  removed trigger {id}");
         }
     }
@@ -205,6 +196,21 @@ fn sync_triggers(
         }
         let id = create_trigger(client, name, kind, qualifier.as_deref(), config)?;
         println!("  added {kind} trigger {id}");
+    }
+    Ok(())
+}
+
+/// Removes a trigger through the API.
+fn delete_trigger(client: &Client, id: &str) -> anyhow::Result<()> {
+    let reply = client.call(
+        "DELETE",
+        &format!("/wisp/v1/triggers/{}", encode(id)),
+        &[],
+        None,
+        None,
+    )?;
+    if !reply.ok() {
+        return Err(reply.error());
     }
     Ok(())
 }
@@ -311,16 +317,7 @@ pub fn triggers(args: TriggersArgs) -> anyhow::Result<ExitCode> {
             println!("added {kind} trigger {id}");
         }
         TriggerCommand::Rm { id } => {
-            let reply = client.call(
-                "DELETE",
-                &format!("/wisp/v1/triggers/{}", encode(&id)),
-                &[],
-                None,
-                None,
-            )?;
-            if !reply.ok() {
-                return Err(reply.error());
-            }
+            delete_trigger(&client, &id)?;
             println!("removed trigger {id}");
         }
     }
