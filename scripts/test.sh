@@ -48,6 +48,26 @@ apt_install() {
 if ! command -v curl >/dev/null 2>&1; then
     apt_install curl
 fi
+# The brokers the connector tests run (each test starts its own on a free loopback port,
+# with its data in the test's tmp dir), their client tools for the benchmarks, and what
+# librdkafka's bundled build needs. Debian's packages would start system-wide services on
+# install: a policy-rc.d that denies it keeps the machine's ports to the tests.
+BROKER_PKGS=()
+for pair in nats-server:nats-server redis-server:redis-server redis-cli:redis-tools \
+    mosquitto:mosquitto mosquitto_pub:mosquitto-clients rabbitmq-server:rabbitmq-server \
+    cmake:cmake pkg-config:pkg-config; do
+    command -v "${pair%%:*}" >/dev/null 2>&1 || [ -x "/usr/sbin/${pair%%:*}" ] || BROKER_PKGS+=("${pair#*:}")
+done
+for dev in libssl-dev:/usr/include/openssl/ssl.h libsasl2-dev:/usr/include/sasl/sasl.h; do
+    [ -e "${dev#*:}" ] || BROKER_PKGS+=("${dev%%:*}")
+done
+if [ "${#BROKER_PKGS[@]}" -gt 0 ]; then
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\n# wisp tests: do not start services on package install\nexit 101\n' |
+            as_root tee /usr/sbin/policy-rc.d >/dev/null && as_root chmod +x /usr/sbin/policy-rc.d
+    fi
+    apt_install "${BROKER_PKGS[@]}"
+fi
 if ! command -v node >/dev/null 2>&1; then
     warn "node not found on PATH: the nodejs20.x tests will fail"
 fi

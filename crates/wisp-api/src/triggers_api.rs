@@ -25,13 +25,15 @@ struct CreateTrigger {
     config: Value,
 }
 
-fn trigger_json(row: &wisp_store::TriggerRow, status: &TriggerStatus) -> Value {
+/// A trigger as the API shows it (a connector's credentials hidden).
+fn trigger_json(t: &Triggers, row: &wisp_store::TriggerRow, status: &TriggerStatus) -> Value {
+    let config = t.public_config(row);
     json!({
         "Id": row.id,
         "Kind": row.kind,
         "FunctionName": row.function,
         "Qualifier": row.qualifier,
-        "Config": row.config,
+        "Config": config,
         "CreatedMs": row.created_ms,
         "Status": status,
     })
@@ -50,7 +52,7 @@ async fn create(State(t): State<Arc<Triggers>>, body: Body) -> ApiResult<Respons
         .await?;
     Ok((
         StatusCode::CREATED,
-        Json(trigger_json(&row, &TriggerStatus::default())),
+        Json(trigger_json(&t, &row, &TriggerStatus::default())),
     )
         .into_response())
 }
@@ -61,7 +63,7 @@ async fn list(
 ) -> ApiResult<Json<Value>> {
     let rows = t.list(p.get("FunctionName").map(String::as_str))?;
     Ok(Json(
-        json!({ "Triggers": rows.iter().map(|(r, s)| trigger_json(r, s)).collect::<Vec<_>>() }),
+        json!({ "Triggers": rows.iter().map(|(r, s)| trigger_json(&t, r, s)).collect::<Vec<_>>() }),
     ))
 }
 

@@ -10,9 +10,15 @@
 //! - `http` ([`http`]): method + path routes (`POST /orders/{id}`, `/{proxy+}`) served on
 //!   their own listener; the listener itself lives in `wisp-api`.
 //!
+//! - broker connectors ([`connect`]): Kafka, NATS JetStream, RabbitMQ, Redis Streams and
+//!   MQTT live in crates of their own and are registered here as [`connect::Connector`]s;
+//!   this crate gives them the delivery contract they share (batching, concurrency slots,
+//!   retries with backoff, failure destinations, status).
+//!
 //! Triggers are stored in the engine's store (`TriggerRow`), so they survive restarts and
 //! are removed with their function.
 
+pub mod connect;
 pub mod http;
 pub mod schedule;
 pub mod sqs;
@@ -69,6 +75,18 @@ pub struct TriggerStatus {
     pub next_fire_ms: Option<i64>,
     pub fired: u64,
     pub last_error: Option<String>,
+    /// Broker connectors: whether the broker is reachable now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connected: Option<bool>,
+    /// Broker connectors: messages on the broker not yet handled (when the broker says).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lag: Option<u64>,
+    /// Batches invoked again after a failure.
+    pub retried: u64,
+    /// Batches sent to the failure destination after their retries.
+    pub dead_lettered: u64,
+    /// Batches dropped after their retries (no failure destination).
+    pub discarded: u64,
 }
 
 pub struct Triggers {
@@ -81,6 +99,8 @@ pub struct Triggers {
     /// How late a schedule's fire may be and still run as on time; later, it counts as
     /// missed (the server was down) and the schedule's MissedFires policy applies.
     schedule_grace_ms: i64,
+    /// Broker connectors by kind.
+    connectors: HashMap<&'static str, Arc<dyn connect::Connector>>,
 }
 
 fn store_err(e: wisp_store::StoreError) -> Error {
@@ -95,12 +115,14 @@ impl Triggers {
         store: Arc<dyn Store>,
         queues: Option<Arc<wisp_queue::QueueService>>,
         schedule_grace_ms: i64,
+        connectors: Vec<Arc<dyn connect::Connector>>,
     ) -> Result<Arc<Self>> {
         let triggers = Arc::new(Triggers {
             engine,
             store,
             queues,
             schedule_grace_ms,
+            connectors: connectors.into_iter().map(|c| (c.kind(), c)).collect(),
             tasks: Mutex::new(HashMap::new()),
             status: Mutex::new(HashMap::new()),
             routes: RwLock::new(Arc::default()),
@@ -163,7 +185,10 @@ impl Triggers {
                 schedule::KIND => self.start_source::<schedule::Schedules>(row),
                 sqs::KIND => self.start_source::<sqs::Mappings>(row),
                 http::KIND => self.start_source::<http::Routes>(row),
-                other => Err(Error::invalid(format!("unknown trigger kind '{other}'"))),
+                other => match self.connectors.get(other) {
+                    Some(c) => self.start_connector(c.as_ref(), row),
+                    None => Err(Error::invalid(format!("unknown trigger kind '{other}'"))),
+                },
             };
             match started {
                 Ok(Some(task)) => {
@@ -179,6 +204,56 @@ impl Triggers {
         let table = http::RouteTable::build(rows.iter().filter(|r| r.kind == http::KIND));
         *self.routes.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(table);
         Ok(())
+    }
+
+    fn start_connector(
+        self: &Arc<Self>,
+        connector: &dyn connect::Connector,
+        row: &TriggerRow,
+    ) -> Result<Option<tokio::task::JoinHandle<()>>> {
+        let (delivery, rest) = connect::Delivery::split(&row.config)?;
+        let config = connector.validate(&rest)?;
+        if !delivery.enabled {
+            self.set_status(&row.id, |s| s.state = "Disabled".into());
+            return Ok(None);
+        }
+        self.set_status(&row.id, |s| s.state = "Connecting".into());
+        let ctx = connect::Ctx::new(self.clone(), row, delivery);
+        Ok(Some(tokio::spawn(connector.run(ctx, config))))
+    }
+
+    /// The kinds this server knows, for error messages.
+    fn kinds(&self) -> String {
+        let mut kinds: Vec<&str> = vec![schedule::KIND, http::KIND, sqs::KIND];
+        let mut more: Vec<&str> = self.connectors.keys().copied().collect();
+        more.sort_unstable();
+        kinds.extend(more);
+        kinds.join(", ")
+    }
+
+    /// A trigger's configuration as the API shows it: a connector's secrets are hidden.
+    pub fn public_config(&self, row: &TriggerRow) -> Value {
+        match self.connectors.get(row.kind.as_str()) {
+            Some(c) => connect::redacted(c.as_ref(), &row.config),
+            None => row.config.clone(),
+        }
+    }
+
+    /// Validates a configuration of a kind and returns it normalised, for storing.
+    fn normalise(&self, kind: &str, config: &Value) -> Result<Value> {
+        match kind {
+            schedule::KIND => normalised::<schedule::Schedules>(config),
+            sqs::KIND => normalised::<sqs::Mappings>(config),
+            http::KIND => normalised::<http::Routes>(config),
+            other => match self.connectors.get(other) {
+                Some(c) => connect::normalise(c.as_ref(), config),
+                None => Err(Error::invalid(format!(
+                    "Trigger kind '{}' is not one of: {}.",
+                    other.chars().take(40).collect::<String>(),
+                    self.kinds()
+                ))),
+            },
+        }
     }
 
     fn start_source<S: Source>(
@@ -220,29 +295,19 @@ impl Triggers {
         let target = self
             .engine
             .resolve(&input.function, input.qualifier.as_deref())?;
-        let config = match input.kind.as_str() {
-            schedule::KIND => normalised::<schedule::Schedules>(&input.config)?,
-            sqs::KIND => normalised::<sqs::Mappings>(&input.config)?,
-            http::KIND => {
-                let cfg = http::Config::from_value(&input.config)?;
-                let existing = self.store.list_triggers(None).map_err(store_err)?;
-                http::check_conflicts(&cfg, existing.iter().filter(|r| r.kind == http::KIND))?;
-                normalised::<http::Routes>(&input.config)?
-            }
-            other => {
-                return Err(Error::invalid(format!(
-                    "Trigger kind '{}' is not one of: schedule, http, sqs.",
-                    other.chars().take(40).collect::<String>()
-                )))
-            }
-        };
+        if input.kind == http::KIND {
+            let cfg = http::Config::from_value(&input.config)?;
+            let existing = self.store.list_triggers(None).map_err(store_err)?;
+            http::check_conflicts(&cfg, existing.iter().filter(|r| r.kind == http::KIND))?;
+        }
+        let config = self.normalise(&input.kind, &input.config)?;
         if self.store.list_triggers(None).map_err(store_err)?.len() >= MAX_TRIGGERS {
             return Err(Error::invalid(format!(
                 "This server holds at most {MAX_TRIGGERS} triggers."
             )));
         }
         // Event source mappings are named by a UUID, as on Lambda.
-        let id = if input.kind == sqs::KIND {
+        let id = if input.kind == sqs::KIND || self.connectors.contains_key(input.kind.as_str()) {
             uuid::Uuid::new_v4().to_string()
         } else {
             uuid::Uuid::new_v4().simple().to_string()[..12].to_string()
@@ -304,8 +369,7 @@ impl Triggers {
                 self.check_queue(&cfg).await?;
                 normalised::<sqs::Mappings>(&config)?
             }
-            schedule::KIND => normalised::<schedule::Schedules>(&config)?,
-            _ => normalised::<http::Routes>(&config)?,
+            kind => self.normalise(kind, &config)?,
         };
         if let Some(f) = function {
             let fref = wisp_core::parse_function_ref(&f)?;

@@ -169,7 +169,7 @@ fn sync_triggers(
     for def in defs {
         let (kind, config) = def.to_api()?;
         wanted.push((
-            trigger_key(kind, def.qualifier.as_deref(), &config),
+            trigger_key(&kind, def.qualifier.as_deref(), &config),
             kind,
             config,
             def.qualifier.clone(),
@@ -194,7 +194,7 @@ fn sync_triggers(
         if kept.contains(&key) {
             continue;
         }
-        let id = create_trigger(client, name, kind, qualifier.as_deref(), config)?;
+        let id = create_trigger(client, name, &kind, qualifier.as_deref(), config)?;
         println!("  added {kind} trigger {id}");
     }
     Ok(())
@@ -311,9 +311,11 @@ pub fn triggers(args: TriggersArgs) -> anyhow::Result<ExitCode> {
                 batching_window_s: None,
                 report_batch_item_failures: None,
                 qualifier: qualifier.clone(),
+                kind: None,
+                config: None,
             };
             let (kind, config) = def.to_api()?;
-            let id = create_trigger(&client, &name, kind, qualifier.as_deref(), config)?;
+            let id = create_trigger(&client, &name, &kind, qualifier.as_deref(), config)?;
             println!("added {kind} trigger {id}");
         }
         TriggerCommand::Rm { id } => {

@@ -57,11 +57,42 @@ pub struct TriggerDef {
     pub report_batch_item_failures: Option<bool>,
     /// A version or alias to invoke instead of $LATEST.
     pub qualifier: Option<String>,
+    /// A broker connector (`kafka`, `nats`, `rabbitmq`, `redis`, `mqtt`), with its
+    /// `config`: the same object the trigger API takes. `${NAME}` in its strings is
+    /// replaced by the environment variable NAME when deploying, so that credentials need
+    /// not be written in the manifest.
+    pub kind: Option<String>,
+    pub config: Option<toml::Table>,
 }
 
 impl TriggerDef {
     /// The trigger as the API takes it: (kind, config).
-    pub fn to_api(&self) -> anyhow::Result<(&'static str, serde_json::Value)> {
+    pub fn to_api(&self) -> anyhow::Result<(String, serde_json::Value)> {
+        if let Some(kind) = &self.kind {
+            let others = [
+                self.schedule.is_some(),
+                self.http.is_some(),
+                self.queue.is_some(),
+                self.timezone.is_some(),
+                self.missed.is_some(),
+                self.batch_size.is_some(),
+                self.batching_window_s.is_some(),
+                self.report_batch_item_failures.is_some(),
+            ];
+            if others.iter().any(|b| *b) {
+                bail!("a trigger with kind = \"{kind}\" takes its settings in config = {{ ... }}");
+            }
+            let config = self
+                .config
+                .clone()
+                .ok_or_else(|| anyhow::anyhow!("kind = \"{kind}\" needs config = {{ ... }}"))?;
+            let mut value = serde_json::to_value(config)?;
+            expand_env(&mut value)?;
+            return Ok((kind.clone(), value));
+        }
+        if self.config.is_some() {
+            bail!("config = {{ ... }} belongs to a trigger with kind = \"...\"");
+        }
         let queue_only = [
             self.batch_size.is_some(),
             self.batching_window_s.is_some(),
@@ -93,7 +124,7 @@ impl TriggerDef {
             if self.report_batch_item_failures == Some(true) {
                 cfg["FunctionResponseTypes"] = serde_json::json!(["ReportBatchItemFailures"]);
             }
-            return Ok(("sqs", cfg));
+            return Ok(("sqs".into(), cfg));
         }
         match (&self.schedule, &self.http) {
             (Some(expr), None) => {
@@ -104,7 +135,7 @@ impl TriggerDef {
                 if let Some(m) = &self.missed {
                     cfg["MissedFires"] = m.to_ascii_uppercase().into();
                 }
-                Ok(("schedule", cfg))
+                Ok(("schedule".into(), cfg))
             }
             (None, Some(route)) => {
                 let (method, path) = route.split_once(' ').ok_or_else(|| {
@@ -114,7 +145,7 @@ impl TriggerDef {
                     bail!("timezone and missed apply to schedules, not to http = \"{route}\"");
                 }
                 Ok((
-                    "http",
+                    "http".into(),
                     serde_json::json!({ "Method": method, "Path": path.trim() }),
                 ))
             }
@@ -123,6 +154,44 @@ impl TriggerDef {
             }
         }
     }
+}
+
+/// Replaces `${NAME}` in every string of a trigger's config by the environment variable
+/// NAME (an unset variable is an error, not an empty string).
+fn expand_env(value: &mut serde_json::Value) -> anyhow::Result<()> {
+    match value {
+        serde_json::Value::String(s) => {
+            let mut out = String::with_capacity(s.len());
+            let mut rest = s.as_str();
+            while let Some(start) = rest.find("${") {
+                out.push_str(&rest[..start]);
+                let after = &rest[start + 2..];
+                let end = after
+                    .find('}')
+                    .ok_or_else(|| anyhow::anyhow!("unclosed ${{ in a trigger's config"))?;
+                let name = &after[..end];
+                let v = std::env::var(name).with_context(|| {
+                    format!("environment variable {name} (named in a trigger's config) is not set")
+                })?;
+                out.push_str(&v);
+                rest = &after[end + 1..];
+            }
+            out.push_str(rest);
+            *s = out;
+        }
+        serde_json::Value::Array(items) => {
+            for v in items {
+                expand_env(v)?;
+            }
+        }
+        serde_json::Value::Object(map) => {
+            for v in map.values_mut() {
+                expand_env(v)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 impl Manifest {

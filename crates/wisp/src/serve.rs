@@ -190,6 +190,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         store,
         Some(queues.clone()),
         (args.schedule_grace_secs * 1000) as i64,
+        connectors(),
     )
     .map_err(|e| anyhow::anyhow!("could not start triggers: {e}"))?;
     let auth = auth(&args, &data_dir)?;
@@ -356,4 +357,9 @@ async fn wait_for_signal() {
         _ = term.recv() => {}
         _ = int.recv() => {}
     }
+}
+
+/// The broker connectors this binary carries, one per trigger kind.
+fn connectors() -> Vec<Arc<dyn wisp_triggers::connect::Connector>> {
+    vec![]
 }
