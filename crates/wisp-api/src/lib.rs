@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod error;
+mod esm_brokers;
 pub mod lambda;
 pub mod limits;
 pub mod objects;

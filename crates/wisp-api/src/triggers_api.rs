@@ -15,6 +15,7 @@ use wisp_core::limits::CONTROL_REQUEST_MAX_BYTES;
 use wisp_triggers::{sqs, TriggerInput, TriggerStatus, Triggers};
 
 use crate::error::{parse_json, read_body, ApiResult};
+use crate::esm_brokers;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "PascalCase")]
@@ -67,6 +68,52 @@ async fn list(
     ))
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+struct WantedTrigger {
+    kind: String,
+    qualifier: Option<String>,
+    config: Value,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+struct SyncTriggers {
+    triggers: Vec<WantedTrigger>,
+}
+
+/// `PUT /wisp/v1/functions/{name}/triggers`: makes the function's triggers exactly these.
+async fn sync(
+    State(t): State<Arc<Triggers>>,
+    Path(function): Path<String>,
+    body: Body,
+) -> ApiResult<Json<Value>> {
+    let bytes = read_body(body, CONTROL_REQUEST_MAX_BYTES, "SyncTriggers").await?;
+    let req: SyncTriggers = parse_json(&bytes)?;
+    if req.triggers.len() > 100 {
+        return Err(wisp_core::Error::invalid(
+            "A function takes at most 100 triggers in one sync.",
+        )
+        .into());
+    }
+    let wanted = req
+        .triggers
+        .into_iter()
+        .map(|w| TriggerInput {
+            kind: w.kind,
+            function: function.clone(),
+            qualifier: w.qualifier,
+            config: w.config,
+        })
+        .collect();
+    let report = t.sync(&function, wanted).await?;
+    Ok(Json(json!({
+        "Kept": report.kept,
+        "Created": report.created.iter().map(|(id, kind)| json!({"Id": id, "Kind": kind})).collect::<Vec<_>>(),
+        "Removed": report.removed,
+    })))
+}
+
 async fn remove(State(t): State<Arc<Triggers>>, Path(id): Path<String>) -> ApiResult<StatusCode> {
     t.delete(&id)?;
     Ok(StatusCode::NO_CONTENT)
@@ -84,16 +131,79 @@ struct MappingBody {
     maximum_batching_window_in_seconds: Option<u32>,
     scaling_config: Option<Value>,
     function_response_types: Option<Vec<String>>,
+    // Self-managed Kafka and RabbitMQ (see esm_brokers).
+    starting_position: Option<String>,
+    topics: Option<Vec<String>>,
+    queues: Option<Vec<String>>,
+    source_access_configurations: Option<Vec<Value>>,
+    self_managed_event_source: Option<Value>,
+    self_managed_kafka_event_source_config: Option<Value>,
+    destination_config: Option<Value>,
+    maximum_retry_attempts: Option<i64>,
+}
+
+impl MappingBody {
+    fn broker_fields(&self) -> esm_brokers::BrokerFields {
+        esm_brokers::BrokerFields {
+            starting_position: self.starting_position.clone(),
+            topics: self.topics.clone(),
+            queues: self.queues.clone(),
+            source_access_configurations: self.source_access_configurations.clone(),
+            self_managed_event_source: self.self_managed_event_source.clone(),
+            self_managed_kafka_event_source_config: self
+                .self_managed_kafka_event_source_config
+                .clone(),
+            destination_config: self.destination_config.clone(),
+            maximum_retry_attempts: self.maximum_retry_attempts,
+        }
+    }
+
+    /// The delivery settings a broker mapping takes from Lambda's common fields.
+    fn broker_common(&self) -> ApiResult<serde_json::Map<String, Value>> {
+        if self.function_response_types.is_some() {
+            return Err(wisp_core::Error::invalid(
+                "FunctionResponseTypes applies to queue mappings; a Kafka or RabbitMQ batch fails or succeeds whole.",
+            )
+            .into());
+        }
+        let mut m = serde_json::Map::new();
+        if let Some(n) = self.batch_size {
+            m.insert("BatchSize".into(), n.into());
+        }
+        if let Some(w) = self.maximum_batching_window_in_seconds {
+            m.insert("MaximumBatchingWindowInSeconds".into(), w.into());
+        }
+        if let Some(e) = self.enabled {
+            m.insert("Enabled".into(), e.into());
+        }
+        if let Some(c) = self
+            .scaling_config
+            .as_ref()
+            .and_then(|s| s.get("MaximumConcurrency"))
+        {
+            m.insert("MaximumConcurrency".into(), c.clone());
+        }
+        Ok(m)
+    }
+}
+
+/// The trigger kinds Lambda's event source mapping API shows.
+fn is_mapping(kind: &str) -> bool {
+    kind == sqs::KIND || kind == esm_brokers::KAFKA || kind == esm_brokers::RABBITMQ
 }
 
 fn mapping(t: &Triggers, row: &wisp_store::TriggerRow) -> ApiResult<Value> {
+    let region = &t.engine().config().region;
+    if row.kind != sqs::KIND {
+        return Ok(esm_brokers::mapping_json(row, &row.config, region));
+    }
     let cfg = sqs::Config::from_value(&row.config)?;
-    Ok(sqs::mapping_json(row, &cfg, &t.engine().config().region))
+    Ok(sqs::mapping_json(row, &cfg, region))
 }
 
-fn sqs_row(t: &Triggers, id: &str) -> ApiResult<wisp_store::TriggerRow> {
+fn mapping_row(t: &Triggers, id: &str) -> ApiResult<wisp_store::TriggerRow> {
     let row = t.get(id)?;
-    if row.kind != sqs::KIND {
+    if !is_mapping(&row.kind) {
         return Err(wisp_core::Error::not_found(format!(
             "The resource you requested does not exist. (Event source mapping {id})"
         ))
@@ -134,16 +244,33 @@ async fn create_mapping(State(t): State<Arc<Triggers>>, body: Body) -> ApiResult
         .function_name
         .clone()
         .ok_or_else(|| wisp_core::Error::invalid("FunctionName is required."))?;
-    if req.event_source_arn.is_none() {
-        return Err(wisp_core::Error::invalid("EventSourceArn is required.").into());
+    if req.event_source_arn.is_none() && req.self_managed_event_source.is_none() {
+        return Err(wisp_core::Error::invalid(
+            "EventSourceArn (or, for a self-managed broker, SelfManagedEventSource) is required.",
+        )
+        .into());
     }
     let fref = wisp_core::parse_function_ref(&function)?;
+    let fields = req.broker_fields();
+    let (kind, config) = match esm_brokers::kind_of(req.event_source_arn.as_deref(), &fields)? {
+        None => (sqs::KIND, overlay(json!({}), &req)),
+        Some(kind) => (
+            kind,
+            esm_brokers::config(
+                kind,
+                json!({}),
+                req.event_source_arn.as_deref(),
+                &fields,
+                req.broker_common()?,
+            )?,
+        ),
+    };
     let row = t
         .create(TriggerInput {
-            kind: sqs::KIND.into(),
+            kind: kind.into(),
             function: fref.name,
             qualifier: fref.qualifier.map(|q| q.to_string()),
-            config: overlay(json!({}), &req),
+            config,
         })
         .await?;
     Ok((StatusCode::ACCEPTED, Json(mapping(&t, &row)?)).into_response())
@@ -159,7 +286,7 @@ async fn list_mappings(
     };
     let mut out = Vec::new();
     for (row, _) in t.list(function.as_deref())? {
-        if row.kind != sqs::KIND {
+        if !is_mapping(&row.kind) {
             continue;
         }
         let doc = mapping(&t, &row)?;
@@ -177,7 +304,7 @@ async fn get_mapping(
     State(t): State<Arc<Triggers>>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    Ok(Json(mapping(&t, &sqs_row(&t, &id)?)?))
+    Ok(Json(mapping(&t, &mapping_row(&t, &id)?)?))
 }
 
 async fn update_mapping(
@@ -187,14 +314,25 @@ async fn update_mapping(
 ) -> ApiResult<Response> {
     let bytes = read_body(body, CONTROL_REQUEST_MAX_BYTES, "UpdateEventSourceMapping").await?;
     let req: MappingBody = parse_json(&bytes)?;
-    let row = sqs_row(&t, &id)?;
-    let row = t
-        .update(
-            &id,
-            req.function_name.clone(),
-            overlay(row.config.clone(), &req),
-        )
-        .await?;
+    let row = mapping_row(&t, &id)?;
+    let config = if row.kind == sqs::KIND {
+        if esm_brokers::kind_of(None, &req.broker_fields())?.is_some() {
+            return Err(wisp_core::Error::invalid(
+                "A queue mapping cannot become a broker mapping; create a new one.",
+            )
+            .into());
+        }
+        overlay(row.config.clone(), &req)
+    } else {
+        esm_brokers::config(
+            &row.kind,
+            row.config.clone(),
+            req.event_source_arn.as_deref(),
+            &req.broker_fields(),
+            req.broker_common()?,
+        )?
+    };
+    let row = t.update(&id, req.function_name.clone(), config).await?;
     Ok((StatusCode::ACCEPTED, Json(mapping(&t, &row)?)).into_response())
 }
 
@@ -202,7 +340,7 @@ async fn delete_mapping(
     State(t): State<Arc<Triggers>>,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    let row = sqs_row(&t, &id)?;
+    let row = mapping_row(&t, &id)?;
     let mut doc = mapping(&t, &row)?;
     t.delete(&id)?;
     doc["State"] = "Deleting".into();
@@ -213,6 +351,10 @@ pub fn routes() -> Router<Arc<Triggers>> {
     Router::new()
         .route("/wisp/v1/triggers", get(list).post(create))
         .route("/wisp/v1/triggers/{id}", delete(remove))
+        .route(
+            "/wisp/v1/functions/{name}/triggers",
+            axum::routing::put(sync),
+        )
         .route(
             "/2015-03-31/event-source-mappings",
             get(list_mappings).post(create_mapping),

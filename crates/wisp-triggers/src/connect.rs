@@ -80,6 +80,10 @@ pub struct Delivery {
     pub on_failure: Option<String>,
     /// A disabled trigger is kept but does not consume.
     pub enabled: bool,
+    /// What Lambda's event source mapping API was given that only it shows back (the
+    /// `EventSourceArn`, the access configuration with its secret hidden); kept, not read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_source_mapping: Option<Value>,
 }
 
 impl Default for Delivery {
@@ -92,6 +96,7 @@ impl Default for Delivery {
             retry_base_delay_ms: 500,
             on_failure: None,
             enabled: true,
+            event_source_mapping: None,
         }
     }
 }
@@ -99,7 +104,7 @@ impl Default for Delivery {
 /// The longest wait between two attempts of a batch, and between reconnects.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
-const DELIVERY_KEYS: [&str; 7] = [
+const DELIVERY_KEYS: [&str; 8] = [
     "BatchSize",
     "MaximumBatchingWindowInSeconds",
     "MaximumConcurrency",
@@ -107,6 +112,7 @@ const DELIVERY_KEYS: [&str; 7] = [
     "RetryBaseDelayMs",
     "OnFailure",
     "Enabled",
+    "EventSourceMapping",
 ];
 
 impl Delivery {
@@ -171,6 +177,14 @@ impl Delivery {
     /// The batching window.
     pub fn window(&self) -> Duration {
         Duration::from_secs(self.maximum_batching_window_in_seconds.into())
+    }
+
+    /// The ARN given to Lambda's CreateEventSourceMapping, for event shapes that carry one.
+    pub fn event_source_arn(&self) -> Option<&str> {
+        self.event_source_mapping
+            .as_ref()?
+            .get("EventSourceArn")?
+            .as_str()
     }
 
     /// The failure destination on the broker, if it is not a wisp queue.

@@ -66,6 +66,14 @@ pub struct TriggerInput {
     pub config: Value,
 }
 
+/// What [`Triggers::sync`] did: ids kept, created (with their kind) and removed.
+#[derive(Debug, Clone, Default)]
+pub struct SyncReport {
+    pub kept: Vec<String>,
+    pub created: Vec<(String, String)>,
+    pub removed: Vec<String>,
+}
+
 /// What a trigger is doing now, for `wisp triggers status`.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 #[serde(rename_all = "PascalCase")]
@@ -328,6 +336,68 @@ impl Triggers {
         }
         self.reconcile()?;
         Ok(row)
+    }
+
+    /// Makes a function's triggers exactly `wanted` (what `wisp deploy` does with a
+    /// manifest): keeps the ones whose kind, qualifier and normalised configuration match
+    /// — so a schedule keeps its fire history and a connector its connection — removes
+    /// the rest, then creates what is missing. Every wanted trigger is checked before
+    /// anything changes. Compared here rather than by the client because stored
+    /// configurations hold secrets the API never returns.
+    pub async fn sync(
+        self: &Arc<Self>,
+        function: &str,
+        wanted: Vec<TriggerInput>,
+    ) -> Result<SyncReport> {
+        let target = self.engine.resolve(function, None)?;
+        let name = target.spec.name.clone();
+        let mut normalised = Vec::with_capacity(wanted.len());
+        for input in &wanted {
+            if input.function != name && input.function != function {
+                return Err(Error::invalid(format!(
+                    "Every trigger synced for {name} must name it (got {}).",
+                    input.function.chars().take(100).collect::<String>()
+                )));
+            }
+            normalised.push(self.normalise(&input.kind, &input.config)?);
+        }
+        let existing = self.store.list_triggers(Some(&name)).map_err(store_err)?;
+        let mut report = SyncReport::default();
+        let mut matched = vec![false; wanted.len()];
+        for row in existing {
+            let same = wanted
+                .iter()
+                .zip(&normalised)
+                .enumerate()
+                .find(|(i, (w, cfg))| {
+                    !matched[*i]
+                        && w.kind == row.kind
+                        && w.qualifier == row.qualifier
+                        && **cfg == row.config
+                });
+            match same {
+                Some((i, _)) => {
+                    matched[i] = true;
+                    report.kept.push(row.id);
+                }
+                None => {
+                    self.delete(&row.id)?;
+                    report.removed.push(row.id);
+                }
+            }
+        }
+        for (input, done) in wanted.into_iter().zip(matched) {
+            if !done {
+                let row = self
+                    .create(TriggerInput {
+                        function: name.clone(),
+                        ..input
+                    })
+                    .await?;
+                report.created.push((row.id, row.kind));
+            }
+        }
+        Ok(report)
     }
 
     pub fn list(&self, function: Option<&str>) -> Result<Vec<(TriggerRow, TriggerStatus)>> {

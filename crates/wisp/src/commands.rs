@@ -135,67 +135,39 @@ enum TriggerCommand {
 
 /// A trigger's identity for comparing the manifest with the server: kind, qualifier and
 /// configuration without null fields.
-fn trigger_key(kind: &str, qualifier: Option<&str>, config: &Value) -> String {
-    let mut config = config.clone();
-    if let Value::Object(map) = &mut config {
-        map.retain(|_, v| !v.is_null());
-        if let Some(Value::String(m)) = map.get_mut("Method") {
-            *m = m.to_ascii_uppercase();
-        }
-        if kind == "sqs" {
-            // The server stores a mapping with Lambda's defaults filled in.
-            for (k, v) in [
-                ("BatchSize", json!(10)),
-                ("MaximumBatchingWindowInSeconds", json!(0)),
-                ("FunctionResponseTypes", json!([])),
-                ("Enabled", json!(true)),
-            ] {
-                map.entry(k).or_insert(v);
-            }
-        }
-    }
-    format!("{kind}|{}|{config}", qualifier.unwrap_or(""))
-}
-
-/// Makes a function's triggers exactly `defs`: keeps the ones that match (so a schedule
-/// keeps its fire history), removes the rest, adds what is missing.
+/// Makes a function's triggers exactly `defs`: the server keeps the ones that match (so a
+/// schedule keeps its fire history), removes the rest, adds what is missing.
 fn sync_triggers(
     client: &Client,
     name: &str,
     defs: &[crate::manifest::TriggerDef],
 ) -> anyhow::Result<()> {
-    let existing = client.get_json(&format!("/wisp/v1/triggers?FunctionName={}", encode(name)))?;
     let mut wanted = Vec::new();
     for def in defs {
         let (kind, config) = def.to_api()?;
-        wanted.push((
-            trigger_key(&kind, def.qualifier.as_deref(), &config),
-            kind,
-            config,
-            def.qualifier.clone(),
-        ));
+        wanted.push(json!({ "Kind": kind, "Qualifier": def.qualifier, "Config": config }));
     }
-    let mut kept = Vec::new();
-    for t in existing["Triggers"].as_array().into_iter().flatten() {
-        let key = trigger_key(
-            t["Kind"].as_str().unwrap_or(""),
-            t["Qualifier"].as_str(),
-            &t["Config"],
+    let body = serde_json::to_vec(&json!({ "Triggers": wanted }))?;
+    let reply = client.call(
+        "PUT",
+        &format!("/wisp/v1/functions/{}/triggers", encode(name)),
+        &[],
+        Some(&body),
+        None,
+    )?;
+    if !reply.ok() {
+        return Err(reply.error());
+    }
+    let report = reply.json()?;
+    for id in report["Removed"].as_array().into_iter().flatten() {
+        println!("  removed trigger {}", id.as_str().unwrap_or("?"));
+    }
+    for t in report["Created"].as_array().into_iter().flatten() {
+        println!(
+            "  added {} trigger {}",
+            t["Kind"].as_str().unwrap_or("?"),
+            t["Id"].as_str().unwrap_or("?")
         );
-        if wanted.iter().any(|(k, ..)| *k == key) && !kept.contains(&key) {
-            kept.push(key);
-        } else {
-            let id = t["Id"].as_str().unwrap_or("");
-            delete_trigger(client, id)?;
-            println!("  removed trigger {id}");
-        }
-    }
-    for (key, kind, config, qualifier) in wanted {
-        if kept.contains(&key) {
-            continue;
-        }
-        let id = create_trigger(client, name, &kind, qualifier.as_deref(), config)?;
-        println!("  added {kind} trigger {id}");
     }
     Ok(())
 }
