@@ -616,12 +616,13 @@ def cli_env(server: Server, extra: "dict[str, str] | None" = None) -> "dict[str,
     return env
 
 
-def run_cli(server: Server, *args: str, cwd: "str | Path | None" = None, timeout: float = 120.0) -> subprocess.CompletedProcess:
+def run_cli(server: Server, *args: str, cwd: "str | Path | None" = None, timeout: float = 120.0,
+            env: "dict[str, str] | None" = None) -> subprocess.CompletedProcess:
     """Run the `wisp` CLI against server; the child is killed on timeout."""
     return subprocess.run(
         [wisp_bin(), *args],
         cwd=cwd,
-        env=cli_env(server),
+        env=cli_env(server, env),
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
