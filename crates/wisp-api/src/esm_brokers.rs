@@ -262,8 +262,9 @@ pub fn config(
             if let Some(v) = vhost {
                 cfg.insert("VirtualHost".into(), v.into());
             }
+            // The connector stamps its events with it.
             if let Some(arn) = arn {
-                esm.insert("EventSourceArn".into(), arn.into());
+                cfg.insert("EventSourceArn".into(), arn.into());
             }
             if f.topics.is_some() {
                 return Err(Error::invalid(
@@ -319,10 +320,7 @@ pub fn mapping_json(row: &TriggerRow, config: &Value, region: &str) -> Value {
         doc["SelfManagedKafkaEventSourceConfig"] =
             json!({ "ConsumerGroupId": get("ConsumerGroupId") });
     } else {
-        doc["EventSourceArn"] = esm
-            .and_then(|m| m.get("EventSourceArn"))
-            .cloned()
-            .unwrap_or(Value::Null);
+        doc["EventSourceArn"] = get("EventSourceArn");
         doc["Queues"] = json!([get("Queue")]);
         doc["SelfManagedEventSource"] = json!({ "Endpoints": { RABBITMQ_ENDPOINT: [get("Url")] } });
         if let Some(v) = config.get("VirtualHost") {

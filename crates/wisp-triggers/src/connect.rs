@@ -81,7 +81,7 @@ pub struct Delivery {
     /// A disabled trigger is kept but does not consume.
     pub enabled: bool,
     /// What Lambda's event source mapping API was given that only it shows back (the
-    /// `EventSourceArn`, the access configuration with its secret hidden); kept, not read.
+    /// access configuration, with an inline secret hidden); kept, not read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event_source_mapping: Option<Value>,
 }
@@ -177,14 +177,6 @@ impl Delivery {
     /// The batching window.
     pub fn window(&self) -> Duration {
         Duration::from_secs(self.maximum_batching_window_in_seconds.into())
-    }
-
-    /// The ARN given to Lambda's CreateEventSourceMapping, for event shapes that carry one.
-    pub fn event_source_arn(&self) -> Option<&str> {
-        self.event_source_mapping
-            .as_ref()?
-            .get("EventSourceArn")?
-            .as_str()
     }
 
     /// The failure destination on the broker, if it is not a wisp queue.
