@@ -81,6 +81,8 @@ def test_connector_secrets_status_and_manifest_sync(server, lam, tmp_path):
 
     r = run_cli(server, "triggers", "status", name)
     assert r.returncode == 0 and SECRET not in r.stdout
+    assert "kafka" in r.stdout and "orders" in r.stdout and "NOT connected" in r.stdout, r.stdout
+    assert "last error:" in r.stdout, r.stdout
     assert SECRET not in server.log_text()
 
 

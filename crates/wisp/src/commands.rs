@@ -232,7 +232,31 @@ fn print_triggers(doc: &Value) {
                 t["Config"]["Method"].as_str().unwrap_or(""),
                 t["Config"]["Path"].as_str().unwrap_or("")
             ),
-            _ => String::new(),
+            // Broker connectors: what they consume from.
+            _ => {
+                let c = &t["Config"];
+                let list = |v: &Value| {
+                    v.as_array()
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(Value::as_str)
+                                .collect::<Vec<_>>()
+                                .join(",")
+                        })
+                        .unwrap_or_default()
+                };
+                match t["Kind"].as_str() {
+                    Some("kafka") | Some("mqtt") => list(&c["Topics"]),
+                    Some("nats") => format!(
+                        "{} {}",
+                        c["Stream"].as_str().unwrap_or(""),
+                        c["Subject"].as_str().unwrap_or("")
+                    ),
+                    Some("rabbitmq") => c["Queue"].as_str().unwrap_or("").to_string(),
+                    Some("redis") => c["Stream"].as_str().unwrap_or("").to_string(),
+                    _ => String::new(),
+                }
+            }
         };
         let function = match t["Qualifier"].as_str() {
             Some(q) => format!("{}:{q}", t["FunctionName"].as_str().unwrap_or("")),
@@ -253,15 +277,46 @@ fn print_triggers(doc: &Value) {
     }
 }
 
+/// What each trigger is doing: deliveries, retries, failures and, for a broker
+/// connector, whether it is connected and how far behind it is.
+fn print_trigger_status(doc: &Value) {
+    for t in doc["Triggers"].as_array().into_iter().flatten() {
+        let s = &t["Status"];
+        let mut line = format!(
+            "\n{}: fired {}, retried {}, dead-lettered {}, discarded {}",
+            t["Id"].as_str().unwrap_or(""),
+            s["Fired"].as_u64().unwrap_or(0),
+            s["Retried"].as_u64().unwrap_or(0),
+            s["DeadLettered"].as_u64().unwrap_or(0),
+            s["Discarded"].as_u64().unwrap_or(0)
+        );
+        if let Some(c) = s["Connected"].as_bool() {
+            line.push_str(if c { ", connected" } else { ", NOT connected" });
+        }
+        if let Some(lag) = s["Lag"].as_u64() {
+            line.push_str(&format!(", lag {lag}"));
+        }
+        println!("{line}");
+        if let Some(e) = s["LastError"].as_str() {
+            println!("  last error: {e}");
+        }
+    }
+}
+
 pub fn triggers(args: TriggersArgs) -> anyhow::Result<ExitCode> {
     let client = Client::new(&args.client.endpoint);
+    let status = matches!(args.command, TriggerCommand::Status { .. });
     match args.command {
         TriggerCommand::Ls { name } | TriggerCommand::Status { name } => {
             let path = match name {
                 Some(n) => format!("/wisp/v1/triggers?FunctionName={}", encode(&n)),
                 None => "/wisp/v1/triggers".to_string(),
             };
-            print_triggers(&client.get_json(&path)?);
+            let doc = client.get_json(&path)?;
+            print_triggers(&doc);
+            if status {
+                print_trigger_status(&doc);
+            }
         }
         TriggerCommand::Add {
             name,
@@ -336,7 +391,7 @@ fn from_def(name: &str, def: FunctionDef, base: &Path) -> Plan {
         name: name.to_string(),
         dir: base.join(def.path.unwrap_or_else(|| PathBuf::from("."))),
         runtime: Some(def.runtime),
-        handler: Some(def.handler),
+        handler: def.handler,
         memory: def.memory_mb,
         timeout: def.timeout_s,
         env: Some(def.env),
@@ -365,7 +420,12 @@ fn deploy_one(client: &Client, plan: Plan) -> anyhow::Result<()> {
     let existing = client.call("GET", &path, &[], None, None)?;
     let uploading = bar("uploading");
     let config = if existing.status == 404 {
-        let (Some(runtime), Some(handler)) = (&plan.runtime, &plan.handler) else {
+        // A component (runtime `wasm`) has no handler: its export is the entry point.
+        let wasm_handler = (plan.runtime.as_deref() == Some("wasm")).then(String::new);
+        let (Some(runtime), Some(handler)) = (
+            &plan.runtime,
+            plan.handler.as_ref().or(wasm_handler.as_ref()),
+        ) else {
             bail!(
                 "{} does not exist yet: give --runtime and --handler to create it",
                 plan.name
