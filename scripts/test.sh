@@ -68,6 +68,10 @@ if [ "${#BROKER_PKGS[@]}" -gt 0 ]; then
     fi
     apt_install "${BROKER_PKGS[@]}"
 fi
+# The Kafka connector's broker: tansu, built once into a cache outside the clone.
+step "Kafka broker (scripts/kafka-broker.sh)"
+WISP_TANSU_BIN=$(scripts/kafka-broker.sh)
+export WISP_TANSU_BIN
 if ! command -v node >/dev/null 2>&1; then
     warn "node not found on PATH: the nodejs20.x tests will fail"
 fi
@@ -131,6 +135,11 @@ fi
 step "building test fixtures (tests/fixtures/build.sh)"
 WISP_RUST_LAMBDA_BIN=$(tests/fixtures/build.sh)
 export WISP_RUST_LAMBDA_BIN
+# The wasi:http components of the wasm runtime tests (wasm32-wasip2; the committed
+# prebuilt copies when the target cannot be fetched) and the Python one (componentize-py).
+step "building wasm test components (tests/fixtures/wasm/build.sh)"
+WISP_WASM_FIXTURES=$(WISP_COMPONENTIZE_PY="$VENV/bin/componentize-py" tests/fixtures/wasm/build.sh)
+export WISP_WASM_FIXTURES
 
 # --- end-to-end suite ---------------------------------------------------------
 if [ "${WISP_SKIP_CARGO:-0}" = 1 ]; then

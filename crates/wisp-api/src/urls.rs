@@ -18,7 +18,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use wisp_auth::SignedRequest;
 use wisp_core::limits::{CONTROL_REQUEST_MAX_BYTES, SYNC_PAYLOAD_MAX_BYTES};
-use wisp_engine::{Engine, InvokeMode, Invoked, UrlInput};
+use wisp_engine::{Engine, Invoked, UrlInput};
 use wisp_runtime::Outcome;
 use wisp_store::FunctionUrl;
 
@@ -187,15 +187,9 @@ pub(crate) async fn invoke_for_http(
     answers: &HttpAnswers,
 ) -> Response {
     let say = answers.message;
+    // Marked as an HTTP event: a wasm component receives the request itself.
     let invoked = engine
-        .invoke(
-            target,
-            None,
-            InvokeMode::RequestResponse,
-            payload,
-            None,
-            Some(request_id.to_string()),
-        )
+        .invoke_http(target, payload, Some(request_id.to_string()))
         .await;
     match invoked {
         Ok(Invoked::Done(result)) => match result.outcome {

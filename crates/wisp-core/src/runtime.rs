@@ -11,6 +11,9 @@ pub enum RuntimeKind {
     Node { major: u32 },
     /// `provided`, `provided.al2`, `provided.al2023`: the package's own `bootstrap`.
     Provided,
+    /// `wasm`: a WebAssembly component of the `wasi:http/proxy` world, run by wasmtime
+    /// inside the server. The handler is not used.
+    Wasm,
 }
 
 impl RuntimeKind {
@@ -30,14 +33,21 @@ impl RuntimeKind {
         if matches!(s, "provided" | "provided.al2" | "provided.al2023") {
             return Ok(RuntimeKind::Provided);
         }
+        if s == "wasm" {
+            return Ok(RuntimeKind::Wasm);
+        }
         Err(Error::invalid(format!(
-            "Value '{}' at 'runtime' is not a runtime wisp knows: use python3.N, nodejsN.x, provided or provided.al2023.",
+            "Value '{}' at 'runtime' is not a runtime wisp knows: use python3.N, nodejsN.x, provided, provided.al2023 or wasm.",
             s.chars().take(64).collect::<String>()
         )))
     }
 
     /// Checks the handler string's shape for this runtime.
     pub fn validate_handler(self, handler: &str) -> Result<()> {
+        if self == RuntimeKind::Wasm {
+            // A component's entry point is its wasi:http/incoming-handler export.
+            return Ok(());
+        }
         let bad = |why: &str| {
             Err(Error::invalid(format!(
                 "Invalid handler '{}': {why}",
@@ -51,7 +61,7 @@ impl RuntimeKind {
             return bad("a handler has no whitespace.");
         }
         match self {
-            RuntimeKind::Provided => Ok(()),
+            RuntimeKind::Provided | RuntimeKind::Wasm => Ok(()),
             RuntimeKind::Python { .. } | RuntimeKind::Node { .. } => {
                 let Some((module, func)) = handler.rsplit_once('.') else {
                     return bad("expected 'module.function', such as 'app.handler'.");
@@ -111,5 +121,7 @@ mod tests {
             assert!(py.validate_handler(bad).is_err(), "{bad}");
         }
         assert!(RuntimeKind::Provided.validate_handler("anything").is_ok());
+        assert_eq!(RuntimeKind::parse("wasm").unwrap(), RuntimeKind::Wasm);
+        assert!(RuntimeKind::Wasm.validate_handler("").is_ok());
     }
 }

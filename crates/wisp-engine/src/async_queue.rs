@@ -340,6 +340,7 @@ async fn attempt(engine: &Engine, event: &AsyncEvent) -> Attempt {
         invocation_type: InvocationType::Event,
         client_context: None,
         invoked_arn,
+        http_event: false,
     };
     match engine.dispatcher.invoke(req).await {
         Ok(result) => match result.outcome {

@@ -150,12 +150,28 @@ impl Engine {
         let zip = base64::engine::general_purpose::STANDARD
             .decode(b64.trim())
             .map_err(|_| Error::invalid("Code.ZipFile is not valid base64."))?;
+        let wasm = RuntimeKind::parse(runtime)? == RuntimeKind::Wasm;
+        if wasm && !zip.starts_with(b"\0asm") && !zip.starts_with(b"PK") {
+            return Err(Error::invalid(
+                "The package is not WebAssembly: for Runtime wasm, Code.ZipFile holds a WebAssembly component (a .wasm file, starting with \\0asm) or a zip that holds exactly one.",
+            ));
+        }
         let size = zip.len() as u64;
         let blobs = self.blobs.clone();
         let sha = tokio::task::spawn_blocking(move || blobs.put_package(&zip))
             .await
             .map_err(|e| Error::service(e.to_string()))?
             .map_err(store_err)?;
+        if wasm {
+            // Compiled and checked now, so a bad component is refused at deploy time and
+            // no invocation pays for compiling. A refused package is collected with the
+            // other unreferenced ones.
+            let code_dir = self.blobs.code_dir(&sha).map_err(store_err)?;
+            if let Err(message) = self.dispatcher.prepare(runtime, &sha, code_dir).await {
+                self.collect_garbage();
+                return Err(Error::invalid(message));
+            }
+        }
         if RuntimeKind::parse(runtime)? == RuntimeKind::Provided {
             let bootstrap = self
                 .blobs
@@ -179,9 +195,12 @@ impl Engine {
         let runtime = input
             .runtime
             .ok_or_else(|| Error::invalid("Runtime is required for a Zip package."))?;
-        let handler = input
-            .handler
-            .ok_or_else(|| Error::invalid("Handler is required for a Zip package."))?;
+        let handler = match input.handler {
+            Some(h) => h,
+            // A component's entry point is its wasi:http/incoming-handler export.
+            None if RuntimeKind::parse(&runtime).ok() == Some(RuntimeKind::Wasm) => String::new(),
+            None => return Err(Error::invalid("Handler is required for a Zip package.")),
+        };
         self.check_runtime(&runtime, &handler)?;
         let memory_mb = input.memory_mb.unwrap_or(MEMORY_DEFAULT_MB);
         validate_memory(memory_mb)?;

@@ -53,6 +53,8 @@ pub struct InvokeRequest {
     pub client_context: Option<String>,
     /// The ARN the caller used, with its qualifier if it gave one.
     pub invoked_arn: String,
+    /// The payload is an HTTP event made by a function URL or a route.
+    pub http_event: bool,
 }
 
 /// What the caller gets back.
@@ -227,6 +229,16 @@ impl Dispatcher {
         }
     }
 
+    /// Lets the executor check and prepare a stored package at deploy time.
+    pub(crate) async fn prepare(
+        &self,
+        runtime: &str,
+        code_sha256: &str,
+        code_dir: std::path::PathBuf,
+    ) -> Result<(), String> {
+        self.executor.prepare(runtime, code_sha256, code_dir).await
+    }
+
     fn checkin(&self, key: PoolKey, instance: Box<dyn Instance>, reusable: bool) {
         let mut state = self.lock();
         let current = state.current.get(&(key.0.clone(), key.1.clone()));
@@ -289,6 +301,7 @@ impl Dispatcher {
             payload: req.payload,
             invoked_function_arn: req.invoked_arn,
             client_context: req.client_context,
+            http_event: req.http_event,
             trace_id: format!(
                 "Root=1-{:08x}-{};Parent={};Sampled=0",
                 start_ms / 1000,

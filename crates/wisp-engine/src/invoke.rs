@@ -52,6 +52,49 @@ impl Engine {
         client_context: Option<String>,
         request_id: Option<String>,
     ) -> Result<Invoked> {
+        self.invoke_event(
+            function,
+            qualifier,
+            mode,
+            payload,
+            client_context,
+            request_id,
+            false,
+        )
+        .await
+    }
+
+    /// Invokes synchronously with an HTTP event (API Gateway payload 2.0) made by a
+    /// function URL or a route: the wasm runtime hands components the request itself.
+    pub async fn invoke_http(
+        self: &std::sync::Arc<Self>,
+        function: &str,
+        payload: Bytes,
+        request_id: Option<String>,
+    ) -> Result<Invoked> {
+        self.invoke_event(
+            function,
+            None,
+            InvokeMode::RequestResponse,
+            payload,
+            None,
+            request_id,
+            true,
+        )
+        .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn invoke_event(
+        self: &std::sync::Arc<Self>,
+        function: &str,
+        qualifier: Option<&str>,
+        mode: InvokeMode,
+        payload: Bytes,
+        client_context: Option<String>,
+        request_id: Option<String>,
+        http_event: bool,
+    ) -> Result<Invoked> {
         let limit = if mode == InvokeMode::Event {
             ASYNC_PAYLOAD_MAX_BYTES
         } else {
@@ -100,6 +143,7 @@ impl Engine {
                     invocation_type: InvocationType::RequestResponse,
                     client_context,
                     invoked_arn,
+                    http_event,
                 };
                 // Run to completion even if the caller disconnects, as Lambda does: the
                 // invocation is recorded and its instance returned to the pool.

@@ -10,6 +10,7 @@ pub mod invoke;
 pub mod invoke_config;
 pub mod metrics;
 pub mod records;
+pub mod routing;
 pub mod urls;
 
 use std::path::PathBuf;
@@ -102,7 +103,50 @@ impl Engine {
         });
         engine.collect_garbage();
         async_queue::spawn_worker(engine.clone());
+        engine.prepare_stored();
         engine
+    }
+
+    /// Lets the executor prepare the packages of stored functions in the background (the
+    /// wasm runtime loads their compiled components from its disk cache), so that the
+    /// first invocation after a restart does not pay for it. Bounded: at most
+    /// `PREPARE_AT_START_MAX` functions; the others are prepared by their first start.
+    fn prepare_stored(self: &Arc<Self>) {
+        const PREPARE_AT_START_MAX: usize = 1024;
+        let engine = self.clone();
+        tokio::spawn(async move {
+            let mut marker: Option<String> = None;
+            let mut prepared = 0;
+            loop {
+                let Ok((specs, next)) = engine.list_functions(marker.as_deref(), Some(500)) else {
+                    return;
+                };
+                for spec in specs {
+                    if wisp_core::RuntimeKind::parse(&spec.runtime).ok()
+                        != Some(wisp_core::RuntimeKind::Wasm)
+                    {
+                        continue;
+                    }
+                    if prepared >= PREPARE_AT_START_MAX {
+                        return;
+                    }
+                    prepared += 1;
+                    if let Ok(dir) = engine.blobs.code_dir(&spec.code_sha256) {
+                        if let Err(e) = engine
+                            .dispatcher
+                            .prepare(&spec.runtime, &spec.code_sha256, dir)
+                            .await
+                        {
+                            tracing::warn!(function = %spec.name, error = %e, "could not prepare a stored package");
+                        }
+                    }
+                }
+                match next {
+                    Some(m) => marker = Some(m),
+                    None => return,
+                }
+            }
+        });
     }
 
     /// The Prometheus exposition of the platform's metrics.

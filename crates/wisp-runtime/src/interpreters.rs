@@ -102,13 +102,15 @@ impl Interpreters {
         out.push("provided".into());
         out.push("provided.al2".into());
         out.push("provided.al2023".into());
+        out.push("wasm".into());
         out
     }
 
     /// The interpreter for a runtime, or `None` for `provided` (the package brings its own).
     pub fn interpreter(&self, kind: RuntimeKind, name: &str) -> Result<Option<&Path>, Error> {
         let found = match kind {
-            RuntimeKind::Provided => return Ok(None),
+            // `provided` packages bring their own bootstrap; components run in-process.
+            RuntimeKind::Provided | RuntimeKind::Wasm => return Ok(None),
             RuntimeKind::Python { minor } => self.python.get(&minor),
             RuntimeKind::Node { major } => self.node.get(&major),
         };

@@ -30,6 +30,10 @@ pub struct Invocation {
     /// `X-Amz-Client-Context` as sent by the caller (base64 JSON), decoded.
     pub client_context: Option<String>,
     pub trace_id: String,
+    /// The payload is an API Gateway payload 2.0 document made from an HTTP request (a
+    /// function URL or an HTTP route). The process runtime hands it over as it is; the
+    /// wasm runtime rebuilds the HTTP request from it and answers with the 2.0 response.
+    pub http_event: bool,
 }
 
 /// How one invocation ended, from the executor's point of view.
@@ -98,6 +102,19 @@ pub trait Executor: Send + Sync + 'static {
         version: &str,
         code_dir: PathBuf,
     ) -> BoxFuture<'_, Result<Box<dyn Instance>, StartError>>;
+
+    /// Checks and prepares a stored package at deploy time, before any function refers to
+    /// it: the wasm runtime validates and compiles its component here, so that a bad
+    /// artifact is refused with a clear message and no invocation pays for compiling.
+    /// The error is the message for the uploader. The process runtime has nothing to do.
+    fn prepare(
+        &self,
+        _runtime: &str,
+        _code_sha256: &str,
+        _code_dir: PathBuf,
+    ) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async { Ok(()) })
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -118,6 +118,11 @@ impl ProcessExecutor {
                 (interpreter.unwrap_or_default(), args, dir)
             }
             RuntimeKind::Provided => (code_dir.join("bootstrap"), Vec::new(), code_dir.clone()),
+            RuntimeKind::Wasm => {
+                return Err(StartError::Unavailable(
+                    "wasm functions run on the WebAssembly runtime, not as processes".into(),
+                ))
+            }
         };
         if kind == RuntimeKind::Provided && !program.is_file() {
             return Err(StartError::Init {

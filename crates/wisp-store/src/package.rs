@@ -66,9 +66,39 @@ fn safe_relative(name: &str) -> Option<PathBuf> {
     (!out.as_os_str().is_empty()).then_some(out)
 }
 
+/// The first bytes of every WebAssembly binary.
+const WASM_MAGIC: &[u8] = b"\0asm";
+
+/// Where a package that is a bare WebAssembly binary (not a zip) is placed.
+pub const RAW_COMPONENT_NAME: &str = "component.wasm";
+
+/// A bare WebAssembly binary is a package of one file: the wasm runtime accepts a
+/// component's bytes as they are, as `wasmtime serve` does. Whether it is a usable
+/// component is for the runtime to say.
+fn place_raw_component(
+    bytes: &[u8],
+    dest: &Path,
+    limits: UnpackLimits,
+) -> Result<u64, PackageError> {
+    if bytes.len() as u64 > limits.max_total_bytes {
+        return Err(PackageError::TooLarge(limits.max_total_bytes));
+    }
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .open(dest.join(RAW_COMPONENT_NAME))?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    Ok(bytes.len() as u64)
+}
+
 /// Unpacks `zip` into `dest`, which must be an empty directory. On error `dest` may hold
 /// a partial tree: the caller removes it.
 pub fn unpack(zip: &[u8], dest: &Path, limits: UnpackLimits) -> Result<u64, PackageError> {
+    if zip.starts_with(WASM_MAGIC) {
+        return place_raw_component(zip, dest, limits);
+    }
     let mut archive = zip::ZipArchive::new(io::Cursor::new(zip))
         .map_err(|e| PackageError::NotAZip(e.to_string()))?;
     if archive.len() > limits.max_entries {
@@ -159,6 +189,18 @@ mod tests {
         let got = unpack(zip, dir.path(), limits);
         assert_eq!(got.is_ok(), expect_ok, "{got:?}");
         dir
+    }
+
+    #[test]
+    fn a_bare_wasm_binary_is_a_package_of_one_file() {
+        let wasm = b"\0asm\x0d\0\x01\0rest";
+        let dir = check(wasm, UnpackLimits::default(), true);
+        assert_eq!(fs::read(dir.path().join(RAW_COMPONENT_NAME)).unwrap(), wasm);
+        let small = UnpackLimits {
+            max_total_bytes: 4,
+            max_entries: 10,
+        };
+        check(wasm, small, false);
     }
 
     #[test]

@@ -19,7 +19,9 @@ pub struct Manifest {
 #[serde(deny_unknown_fields)]
 pub struct FunctionDef {
     pub runtime: String,
-    pub handler: String,
+    /// Required by every runtime but `wasm` (a component's entry point is its export).
+    #[serde(default)]
+    pub handler: Option<String>,
     /// The code folder, relative to the manifest.
     #[serde(default)]
     pub path: Option<PathBuf>,

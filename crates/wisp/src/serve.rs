@@ -158,6 +158,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         })
         .context("could not prepare the process runtime")?,
     );
+    // Components (Runtime `wasm`) run on wasmtime inside the server; everything else as
+    // processes. Compiled components are cached in the data dir across restarts.
+    let wasm = Arc::new(
+        wisp_wasm::WasmExecutor::new(wisp_wasm::WasmConfig {
+            cache_dir: data_dir.join("wasm-cache"),
+            max_concurrent: args.max_concurrency.max(1),
+            log_limit_bytes: wisp_core::limits::LOG_MAX_BYTES_PER_INVOCATION,
+        })
+        .map_err(anyhow::Error::msg)
+        .context("could not prepare the WebAssembly runtime")?,
+    );
+    let executor = Arc::new(wisp_engine::routing::RuntimeRouter::new(executor, wasm));
     let url_listener = bind_side(args.url_listen, 8791, "function URLs").await?;
     let url_addr = url_listener.local_addr()?;
     let routes_listener = bind_side(args.routes_listen, 8792, "HTTP routes").await?;
@@ -361,5 +373,11 @@ async fn wait_for_signal() {
 
 /// The broker connectors this binary carries, one per trigger kind.
 fn connectors() -> Vec<Arc<dyn wisp_triggers::connect::Connector>> {
-    vec![]
+    vec![
+        Arc::new(wisp_kafka::KafkaConnector),
+        Arc::new(wisp_redis::RedisStreams),
+        Arc::new(wisp_mqtt::Mqtt),
+        Arc::new(wisp_amqp::RabbitMqConnector),
+        Arc::new(wisp_nats::NatsConnector),
+    ]
 }
