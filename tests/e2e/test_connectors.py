@@ -79,6 +79,8 @@ def test_connector_secrets_status_and_manifest_sync(server, lam, tmp_path):
     assert status == 201, body
     assert lam.invoke(FunctionName=fn)["StatusCode"] == 200
 
+    # The replacement trigger, too, reports its dead broker; the CLI shows it.
+    wait_for(reconnecting, timeout=60, message="the replaced trigger reports the dead broker")
     r = run_cli(server, "triggers", "status", name)
     assert r.returncode == 0 and SECRET not in r.stdout
     assert "kafka" in r.stdout and "orders" in r.stdout and "NOT connected" in r.stdout, r.stdout

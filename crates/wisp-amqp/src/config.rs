@@ -7,6 +7,8 @@
 use serde::{Deserialize, Serialize};
 use wisp_core::error::Result;
 use wisp_core::Error;
+use wisp_triggers::connect::printable;
+pub use wisp_triggers::connect::Tls;
 
 /// The broker part of a `rabbitmq` trigger's configuration.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -36,22 +38,6 @@ pub struct AmqpConfig {
     pub event_source_arn: Option<String>,
 }
 
-/// TLS to the broker. `amqps://` turns it on too.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
-#[serde(rename_all = "PascalCase", deny_unknown_fields)]
-pub struct Tls {
-    #[serde(default)]
-    pub enabled: bool,
-    /// A PEM file of CA certificates to trust besides the system's.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ca_file: Option<String>,
-    /// A PEM client certificate (chain) and its PKCS#8 PEM key, for mutual TLS.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub client_cert_file: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub client_key_file: Option<String>,
-}
-
 fn default_vhost() -> String {
     "/".into()
 }
@@ -62,15 +48,6 @@ pub struct Endpoint {
     pub tls: bool,
     pub host: String,
     pub port: u16,
-}
-
-fn printable(what: &str, s: &str, max: usize) -> Result<()> {
-    if s.is_empty() || s.len() > max || s.chars().any(char::is_control) {
-        return Err(Error::invalid(format!(
-            "{what} must be 1-{max} printable characters."
-        )));
-    }
-    Ok(())
 }
 
 impl AmqpConfig {
@@ -103,35 +80,11 @@ impl AmqpConfig {
                 return Err(Error::invalid("EventSourceArn must be an ARN (arn:...)."));
             }
         }
-        let tls = cfg.tls.get_or_insert_with(Tls::default);
-        if endpoint.tls {
-            tls.enabled = true;
-        }
-        for (what, file) in [
-            ("Tls.CaFile", &tls.ca_file),
-            ("Tls.ClientCertFile", &tls.client_cert_file),
-            ("Tls.ClientKeyFile", &tls.client_key_file),
-        ] {
-            if let Some(f) = file {
-                printable(what, f, 4096)?;
-                if !std::path::Path::new(f).is_file() {
-                    return Err(Error::invalid(format!("{what}: no such file: {f}")));
-                }
-            }
-        }
-        if tls.client_cert_file.is_some() != tls.client_key_file.is_some() {
-            return Err(Error::invalid(
-                "Tls.ClientCertFile and Tls.ClientKeyFile go together.",
-            ));
-        }
-        if !tls.enabled && (tls.ca_file.is_some() || tls.client_cert_file.is_some()) {
-            return Err(Error::invalid(
-                "Tls files are given but TLS is off: set Tls.Enabled or use amqps://.",
-            ));
-        }
-        if *tls == Tls::default() {
-            cfg.tls = None;
-        }
+        cfg.tls = Tls::normalise(
+            cfg.tls.take(),
+            endpoint.tls,
+            "set Tls.Enabled or use amqps://",
+        )?;
         Ok(cfg)
     }
 

@@ -5,6 +5,8 @@
 //! `Username`/`Password` or `Token`, never in a server URL.
 
 use std::time::Duration;
+use wisp_triggers::connect::printable;
+pub use wisp_triggers::connect::Tls;
 
 use serde::{Deserialize, Serialize};
 use wisp_core::error::Result;
@@ -51,22 +53,6 @@ pub struct NatsConfig {
     pub ack_wait: Option<u64>,
 }
 
-/// TLS to the servers. `tls://` URLs turn it on too.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
-#[serde(rename_all = "PascalCase", deny_unknown_fields)]
-pub struct Tls {
-    #[serde(default)]
-    pub enabled: bool,
-    /// A PEM file of CA certificates to trust besides the system's.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ca_file: Option<String>,
-    /// A PEM client certificate and its key, for mutual TLS.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub client_cert_file: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub client_key_file: Option<String>,
-}
-
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct CreateStream {
@@ -74,15 +60,6 @@ pub struct CreateStream {
 }
 
 pub const DEFAULT_ACK_WAIT: Duration = Duration::from_secs(60);
-
-fn printable(what: &str, s: &str, max: usize) -> Result<()> {
-    if s.is_empty() || s.len() > max || s.chars().any(char::is_control) {
-        return Err(Error::invalid(format!(
-            "{what} must be 1-{max} printable characters."
-        )));
-    }
-    Ok(())
-}
 
 /// Stream and consumer names: no whitespace, no `.`, `*`, `>`, path separators.
 fn name(what: &str, s: &str) -> Result<()> {
@@ -195,35 +172,11 @@ impl NatsConfig {
                 ));
             }
         }
-        let tls = cfg.tls.get_or_insert_with(Tls::default);
-        if any_tls {
-            tls.enabled = true;
-        }
-        for (what, file) in [
-            ("Tls.CaFile", &tls.ca_file),
-            ("Tls.ClientCertFile", &tls.client_cert_file),
-            ("Tls.ClientKeyFile", &tls.client_key_file),
-        ] {
-            if let Some(f) = file {
-                printable(what, f, 4096)?;
-                if !std::path::Path::new(f).is_file() {
-                    return Err(Error::invalid(format!("{what}: no such file: {f}")));
-                }
-            }
-        }
-        if tls.client_cert_file.is_some() != tls.client_key_file.is_some() {
-            return Err(Error::invalid(
-                "Tls.ClientCertFile and Tls.ClientKeyFile go together.",
-            ));
-        }
-        if !tls.enabled && (tls.ca_file.is_some() || tls.client_cert_file.is_some()) {
-            return Err(Error::invalid(
-                "Tls files are given but TLS is off: set Tls.Enabled or use tls:// URLs.",
-            ));
-        }
-        if *tls == Tls::default() {
-            cfg.tls = None;
-        }
+        cfg.tls = Tls::normalise(
+            cfg.tls.take(),
+            any_tls,
+            "set Tls.Enabled or use tls:// URLs",
+        )?;
         Ok(cfg)
     }
 

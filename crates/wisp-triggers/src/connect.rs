@@ -539,6 +539,68 @@ where
     (items, None)
 }
 
+/// TLS to a broker, as connectors whose client takes a CA file and a client certificate
+/// configure it (`Tls` in their config).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct Tls {
+    #[serde(default)]
+    pub enabled: bool,
+    /// A PEM file of CA certificates to trust besides the system's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
+    /// A PEM client certificate (chain) and its PKCS#8 PEM key, for mutual TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_cert_file: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_key_file: Option<String>,
+}
+
+impl Tls {
+    /// Checks TLS settings and returns them normalised: `scheme_tls` (the URL's scheme asks
+    /// for TLS) turns TLS on; named files must exist; a certificate needs its key; `None`
+    /// when nothing is set. `how` tells the user how to turn TLS on, for the error.
+    pub fn normalise(tls: Option<Tls>, scheme_tls: bool, how: &str) -> Result<Option<Tls>> {
+        let mut tls = tls.unwrap_or_default();
+        if scheme_tls {
+            tls.enabled = true;
+        }
+        for (what, file) in [
+            ("Tls.CaFile", &tls.ca_file),
+            ("Tls.ClientCertFile", &tls.client_cert_file),
+            ("Tls.ClientKeyFile", &tls.client_key_file),
+        ] {
+            if let Some(f) = file {
+                printable(what, f, 4096)?;
+                if !std::path::Path::new(f).is_file() {
+                    return Err(Error::invalid(format!("{what}: no such file: {f}")));
+                }
+            }
+        }
+        if tls.client_cert_file.is_some() != tls.client_key_file.is_some() {
+            return Err(Error::invalid(
+                "Tls.ClientCertFile and Tls.ClientKeyFile go together.",
+            ));
+        }
+        if !tls.enabled && (tls.ca_file.is_some() || tls.client_cert_file.is_some()) {
+            return Err(Error::invalid(format!(
+                "Tls files are given but TLS is off: {how}."
+            )));
+        }
+        Ok((tls != Tls::default()).then_some(tls))
+    }
+}
+
+/// Checks that a configuration string is 1-`max` bytes of printable characters.
+pub fn printable(what: &str, s: &str, max: usize) -> Result<()> {
+    if s.is_empty() || s.len() > max || s.chars().any(char::is_control) {
+        return Err(Error::invalid(format!(
+            "{what} must be 1-{max} printable characters."
+        )));
+    }
+    Ok(())
+}
+
 /// Base64 of a message's bytes, as the event shapes carry payloads.
 pub fn b64(data: &[u8]) -> String {
     use base64::Engine as _;
