@@ -7,6 +7,7 @@ the tests' view of what the `broker_sink` function handled.
 from __future__ import annotations
 
 import collections
+import json
 import os
 import signal
 import socket
@@ -15,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from wisp_e2e import wait_for
+from wisp_e2e import create_function, http_request, lambda_client, unique, wait_for
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
@@ -133,3 +134,40 @@ class Sink:
             return expected <= got
         wait_for(done, timeout=timeout, interval=0.5,
                  message=f"all {len(expected)} messages handled (have {len(set(self.handled()) & expected)})")
+
+
+# ------------------------------------------------------------ wisp side of a connector test
+
+
+def add_trigger(server, kind: str, function: str, config) -> "tuple[int, dict]":
+    """POST /wisp/v1/triggers; returns (HTTP status, reply document)."""
+    status, _, raw = http_request(server.endpoint, "POST", "/wisp/v1/triggers",
+                                  {"Kind": kind, "FunctionName": function, "Config": config})
+    return status, json.loads(raw or b"{}")
+
+
+def trigger(server, function: str, trigger_id: str) -> dict:
+    """One trigger as the API lists it (config and status)."""
+    status, _, raw = http_request(server.endpoint, "GET", f"/wisp/v1/triggers?FunctionName={function}")
+    assert status == 200, raw
+    for t in json.loads(raw)["Triggers"]:
+        if t["Id"] == trigger_id:
+            return t
+    raise AssertionError(f"trigger {trigger_id} not listed")
+
+
+def delete(server, tid: str) -> None:
+    assert http_request(server.endpoint, "DELETE", f"/wisp/v1/triggers/{tid}")[0] == 204
+
+
+def deploy_sink(server, tmp_path: Path, prefix: str, fail_every: int = 10) -> "tuple[str, Sink]":
+    """Deploys the broker_sink function with a fresh Sink; returns (function name, sink)."""
+    sink = Sink(tmp_path / unique("sink"))
+    name = unique(prefix)
+    create_function(lambda_client(server.endpoint), name, fixture="broker_sink", env=sink.env(fail_every), timeout=30)
+    return name, sink
+
+
+def dups(handled: "list[int]") -> int:
+    """How many handlings were repeats."""
+    return sum(c - 1 for c in collections.Counter(handled).values() if c > 1)

@@ -23,7 +23,8 @@ import pytest
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from brokers import BrokerProcess, Sink
+from brokers import BrokerProcess, Sink, delete, deploy_sink, dups, trigger as trigger_status
+from brokers import add_trigger as _add_trigger
 from wisp_e2e import (
     Server,
     cli_env,
@@ -40,6 +41,9 @@ from wisp_e2e import (
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "kafka-s3cr3t-Pw-9f2c1e"
 
+
+def add_trigger(server, function: str, config) -> "tuple[int, dict]":
+    return _add_trigger(server, "kafka", function, config)
 
 def tansu_bin() -> str:
     b = os.environ.get("WISP_TANSU_BIN")
@@ -152,21 +156,6 @@ def read_topic(b: BrokerProcess, topic: str, expect_at_least: int, timeout: floa
     return out
 
 
-def add_trigger(server: Server, function: str, config: dict) -> "tuple[int, dict]":
-    status, _, raw = http_request(server.endpoint, "POST", "/wisp/v1/triggers",
-                                  {"Kind": "kafka", "FunctionName": function, "Config": config})
-    return status, json.loads(raw or b"{}")
-
-
-def trigger_status(server: Server, function: str, trigger_id: str) -> dict:
-    status, _, raw = http_request(server.endpoint, "GET", f"/wisp/v1/triggers?FunctionName={function}")
-    assert status == 200, raw
-    for t in json.loads(raw)["Triggers"]:
-        if t["Id"] == trigger_id:
-            return t
-    raise AssertionError(f"trigger {trigger_id} not listed")
-
-
 def base_config(b: BrokerProcess, topic: str, **extra) -> dict:
     cfg = {"BootstrapServers": [bootstrap(b)], "Topics": [topic], "StartingPosition": "TRIM_HORIZON",
            "RetryBaseDelayMs": 50, "MaximumRetryAttempts": 2}
@@ -185,13 +174,6 @@ def wisp(tmp_path_factory, kafka):
         yield s
     finally:
         s.close()
-
-
-def deploy_sink(server: Server, tmp_path: Path, name_prefix: str, fail_every: int = 10) -> "tuple[str, Sink]":
-    sink = Sink(tmp_path / "sink")
-    name = unique(name_prefix)
-    create_function(lambda_client(server.endpoint), name, fixture="broker_sink", env=sink.env(fail_every), timeout=30)
-    return name, sink
 
 
 def failure_ids(records: "list[bytes]") -> "tuple[set[int], list[dict]]":

@@ -22,13 +22,17 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from brokers import BrokerProcess, Sink
+from brokers import BrokerProcess, Sink, delete, deploy_sink, dups, trigger
+from brokers import add_trigger as _add_trigger
 from wisp_e2e import Server, create_function, free_port, http_request, lambda_client, run_cli, unique, wait_for
 
 SECRET = "mqtt-s3cr3t-Pw-1c9e44"
 USER = "wisp"
 PUB_USER, PUB_SECRET = "publisher", "publisher-pw"
 
+
+def add_trigger(server, function: str, config) -> "tuple[int, dict]":
+    return _add_trigger(server, "mqtt", function, config)
 
 def mosquitto_process(workdir: Path, port: int) -> BrokerProcess:
     workdir.mkdir(parents=True, exist_ok=True)
@@ -133,21 +137,6 @@ class Collector:
         return ids, docs
 
 
-def add_trigger(server: Server, function: str, config) -> "tuple[int, dict]":
-    status, _, raw = http_request(server.endpoint, "POST", "/wisp/v1/triggers",
-                                  {"Kind": "mqtt", "FunctionName": function, "Config": config})
-    return status, json.loads(raw or b"{}")
-
-
-def trigger(server: Server, function: str, trigger_id: str) -> dict:
-    status, _, raw = http_request(server.endpoint, "GET", f"/wisp/v1/triggers?FunctionName={function}")
-    assert status == 200, raw
-    for t in json.loads(raw)["Triggers"]:
-        if t["Id"] == trigger_id:
-            return t
-    raise AssertionError(f"trigger {trigger_id} not listed")
-
-
 def wait_connected(server: Server, function: str, trigger_id: str, timeout: float = 30) -> None:
     """Connected means subscribed (the SUBACK came back): publishing is safe from here."""
     wait_for(lambda: trigger(server, function, trigger_id)["Status"].get("Connected") is True,
@@ -169,17 +158,6 @@ def wisp(tmp_path_factory):
         yield s
     finally:
         s.close()
-
-
-def deploy_sink(server: Server, tmp_path: Path, prefix: str, fail_every: int = 10) -> "tuple[str, Sink]":
-    sink = Sink(tmp_path / unique("sink"))
-    name = unique(prefix)
-    create_function(lambda_client(server.endpoint), name, fixture="broker_sink", env=sink.env(fail_every), timeout=30)
-    return name, sink
-
-
-def dups(handled: "list[int]") -> int:
-    return sum(c - 1 for c in collections.Counter(handled).values() if c > 1)
 
 
 # ----------------------------------------------------------------------------- tests

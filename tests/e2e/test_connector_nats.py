@@ -22,7 +22,8 @@ from pathlib import Path
 import nats
 import pytest
 
-from brokers import BrokerProcess, Sink
+from brokers import BrokerProcess, Sink, delete, deploy_sink, dups, trigger
+from brokers import add_trigger as _add_trigger
 from test_connector_rabbitmq import make_certs
 from test_queues import sqs_client
 from wisp_e2e import Server, create_function, free_port, http_request, lambda_client, run_cli, unique, wait_for
@@ -30,6 +31,9 @@ from wisp_e2e import Server, create_function, free_port, http_request, lambda_cl
 USER, SECRET = "wispconsumer", "nats-s3cr3t-Pw-71f0aa"
 PUB_USER, PUB_SECRET = "publisher", "publisher-pw-0b2c"
 
+
+def add_trigger(server, function: str, config) -> "tuple[int, dict]":
+    return _add_trigger(server, "nats", function, config)
 
 def nats_process(workdir: Path, port: int) -> BrokerProcess:
     workdir.mkdir(parents=True, exist_ok=True)
@@ -167,41 +171,11 @@ def ids_bodies(ids):
     return [json.dumps({"id": i}).encode() for i in ids]
 
 
-def add_trigger(server: Server, function: str, config) -> "tuple[int, dict]":
-    status, _, raw = http_request(server.endpoint, "POST", "/wisp/v1/triggers",
-                                  {"Kind": "nats", "FunctionName": function, "Config": config})
-    return status, json.loads(raw or b"{}")
-
-
-def trigger(server: Server, function: str, trigger_id: str) -> dict:
-    status, _, raw = http_request(server.endpoint, "GET", f"/wisp/v1/triggers?FunctionName={function}")
-    assert status == 200, raw
-    for t in json.loads(raw)["Triggers"]:
-        if t["Id"] == trigger_id:
-            return t
-    raise AssertionError(f"trigger {trigger_id} not listed")
-
-
 def base_config(b: BrokerProcess, stream: str, **extra) -> dict:
     cfg = {"Servers": [server_url(b)], "Stream": stream, "Username": USER, "Password": SECRET,
            "RetryBaseDelayMs": 50, "MaximumRetryAttempts": 2}
     cfg.update(extra)
     return cfg
-
-
-def deploy_sink(server: Server, tmp_path: Path, prefix: str, fail_every: int = 10) -> "tuple[str, Sink]":
-    sink = Sink(tmp_path / unique("sink"))
-    name = unique(prefix)
-    create_function(lambda_client(server.endpoint), name, fixture="broker_sink", env=sink.env(fail_every), timeout=30)
-    return name, sink
-
-
-def dups(handled: "list[int]") -> int:
-    return sum(c - 1 for c in collections.Counter(handled).values() if c > 1)
-
-
-def delete(server: Server, tid: str) -> None:
-    assert http_request(server.endpoint, "DELETE", f"/wisp/v1/triggers/{tid}")[0] == 204
 
 
 def names():

@@ -23,7 +23,8 @@ from pathlib import Path
 import pika
 import pytest
 
-from brokers import BrokerProcess, Sink
+from brokers import BrokerProcess, Sink, delete, deploy_sink, dups, trigger
+from brokers import add_trigger as _add_trigger
 from test_queues import sqs_client
 from wisp_e2e import Server, create_function, free_port, http_request, lambda_client, run_cli, unique, wait_for
 
@@ -31,6 +32,9 @@ RABBIT_BIN = "/usr/lib/rabbitmq/bin"
 USER, SECRET = "wispconsumer", "rmq-s3cr3t-Pw-9c1e44"
 LOCAL_DIST = "-kernel inet_dist_use_interface {127,0,0,1}"
 
+
+def add_trigger(server, function: str, config) -> "tuple[int, dict]":
+    return _add_trigger(server, "rabbitmq", function, config)
 
 def make_certs(d: Path) -> "tuple[Path, Path, Path]":
     """A throwaway CA and a server certificate for 127.0.0.1 signed by it: (ca, cert, key)."""
@@ -211,33 +215,11 @@ class FailureQueue:
         return out
 
 
-def add_trigger(server: Server, function: str, config) -> "tuple[int, dict]":
-    status, _, raw = http_request(server.endpoint, "POST", "/wisp/v1/triggers",
-                                  {"Kind": "rabbitmq", "FunctionName": function, "Config": config})
-    return status, json.loads(raw or b"{}")
-
-
-def trigger(server: Server, function: str, trigger_id: str) -> dict:
-    status, _, raw = http_request(server.endpoint, "GET", f"/wisp/v1/triggers?FunctionName={function}")
-    assert status == 200, raw
-    for t in json.loads(raw)["Triggers"]:
-        if t["Id"] == trigger_id:
-            return t
-    raise AssertionError(f"trigger {trigger_id} not listed")
-
-
 def base_config(b: Rabbit, queue: str, **extra) -> dict:
     cfg = {"Url": b.url, "Queue": queue, "Username": USER, "Password": SECRET,
            "RetryBaseDelayMs": 50, "MaximumRetryAttempts": 2}
     cfg.update(extra)
     return cfg
-
-
-def deploy_sink(server: Server, tmp_path: Path, prefix: str, fail_every: int = 10) -> "tuple[str, Sink]":
-    sink = Sink(tmp_path / unique("sink"))
-    name = unique(prefix)
-    create_function(lambda_client(server.endpoint), name, fixture="broker_sink", env=sink.env(fail_every), timeout=30)
-    return name, sink
 
 
 def depth(b: Rabbit, queue: str) -> "tuple[int, int]":
@@ -248,14 +230,6 @@ def depth(b: Rabbit, queue: str) -> "tuple[int, int]":
         if parts and parts[0] == queue:
             return int(parts[1]), int(parts[2])
     raise AssertionError(f"queue {queue} not listed")
-
-
-def dups(handled: "list[int]") -> int:
-    return sum(c - 1 for c in collections.Counter(handled).values() if c > 1)
-
-
-def delete(server: Server, tid: str) -> None:
-    assert http_request(server.endpoint, "DELETE", f"/wisp/v1/triggers/{tid}")[0] == 204
 
 
 # ----------------------------------------------------------------------------- tests

@@ -18,12 +18,16 @@ from pathlib import Path
 import pytest
 import redis
 
-from brokers import BrokerProcess, Sink
+from brokers import BrokerProcess, Sink, delete, deploy_sink, dups, trigger
+from brokers import add_trigger as _add_trigger
 from wisp_e2e import Server, create_function, free_port, http_request, lambda_client, run_cli, unique, wait_for
 
 SECRET = "redis-s3cr3t-Pw-5b7d0a"
 USER = "wispconsumer"
 
+
+def add_trigger(server, function: str, config) -> "tuple[int, dict]":
+    return _add_trigger(server, "redis", function, config)
 
 def redis_process(workdir: Path, port: int) -> BrokerProcess:
     workdir.mkdir(parents=True, exist_ok=True)
@@ -55,21 +59,6 @@ def url(b: BrokerProcess) -> str:
     return f"redis://127.0.0.1:{b.port}/0"
 
 
-def add_trigger(server: Server, function: str, config) -> "tuple[int, dict]":
-    status, _, raw = http_request(server.endpoint, "POST", "/wisp/v1/triggers",
-                                  {"Kind": "redis", "FunctionName": function, "Config": config})
-    return status, json.loads(raw or b"{}")
-
-
-def trigger(server: Server, function: str, trigger_id: str) -> dict:
-    status, _, raw = http_request(server.endpoint, "GET", f"/wisp/v1/triggers?FunctionName={function}")
-    assert status == 200, raw
-    for t in json.loads(raw)["Triggers"]:
-        if t["Id"] == trigger_id:
-            return t
-    raise AssertionError(f"trigger {trigger_id} not listed")
-
-
 def base_config(b: BrokerProcess, stream: str, **extra) -> dict:
     cfg = {"Url": url(b), "Stream": stream, "Group": "wisp", "RetryBaseDelayMs": 50, "MaximumRetryAttempts": 2}
     cfg.update(extra)
@@ -84,13 +73,6 @@ def wisp(tmp_path_factory):
         yield s
     finally:
         s.close()
-
-
-def deploy_sink(server: Server, tmp_path: Path, prefix: str, fail_every: int = 10) -> "tuple[str, Sink]":
-    sink = Sink(tmp_path / unique("sink"))
-    name = unique(prefix)
-    create_function(lambda_client(server.endpoint), name, fixture="broker_sink", env=sink.env(fail_every), timeout=30)
-    return name, sink
 
 
 def publish_ids(b: BrokerProcess, stream: str, ids, pace: float = 0.0, retry_for: float = 0.0) -> None:
@@ -132,10 +114,6 @@ def failure_ids(b: BrokerProcess, stream: str) -> "tuple[set[int], list[dict]]":
             except Exception:
                 pass
     return ids, docs
-
-
-def dups(handled: "list[int]") -> int:
-    return sum(c - 1 for c in collections.Counter(handled).values() if c > 1)
 
 
 # ----------------------------------------------------------------------------- tests
