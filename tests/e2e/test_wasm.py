@@ -181,6 +181,27 @@ def test_http_request_reaches_the_component_as_itself(lam):
     assert seen["body_len"] == len(body) and seen["body_sum"] == sum(body)
 
 
+def test_a_route_hands_the_component_the_request_too(make_server, client_for):
+    from wisp_e2e import http_request
+
+    port = free_port()
+    srv = make_server("--routes-listen", f"127.0.0.1:{port}", name="wasm-routes")
+    lam = client_for(srv)
+    name = unique("wasm-route")
+    deploy(lam, name)
+    trigger = {"Kind": "http", "FunctionName": name, "Config": {"Method": "ANY", "Path": "/inspect/{proxy+}"}}
+    status, _, body = http_request(srv.endpoint, "POST", "/wisp/v1/triggers", trigger)
+    assert status == 201, body
+    status, headers, raw = fetch(f"http://127.0.0.1:{port}/inspect/a/b?q=1", "DELETE", b"\xff\x00", {"x-route": "yes"})
+    assert status == 200, raw
+    seen = json.loads(raw)
+    assert seen["method"] == "Method::Delete"
+    assert seen["path"] == "/inspect/a/b?q=1"
+    assert ["x-route", "yes"] in seen["headers"]
+    assert seen["body_len"] == 2 and seen["body_sum"] == 255
+    assert headers["apigw-requestid"]
+
+
 def test_invoke_is_post_with_the_event_and_the_body_is_the_result(lam, server):
     name = unique("wasm-orders")
     deploy(lam, name, fixture="order_processing")
@@ -313,6 +334,44 @@ def test_a_flood_of_output_is_bounded_with_a_marker(lam, server):
     assert len(rec["Logs"]) < 300 * 1024
 
 
+# ---------------------------------------------------------------- instance reuse (opt-in)
+
+
+def test_a_fresh_instance_per_request_unless_the_function_opts_into_reuse(lam, server):
+    fresh = unique("wasm-fresh")
+    deploy(lam, fresh)
+    fresh_url = url_of(lam, fresh)
+    counts = [fetch(fresh_url + "count")[2] for _ in range(4)]
+    assert counts == [b"1"] * 4, counts  # no state from one request reaches the next
+
+    reused = unique("wasm-reuse")
+    deploy(lam, reused, env={"WISP_WASM_INSTANCE_REUSE": "3"})
+    url = url_of(lam, reused)
+    counts = [fetch(url + "count")[2] for _ in range(7)]
+    # One instance serves three requests in turn, then a fresh one takes over.
+    assert counts == [b"1", b"2", b"3", b"1", b"2", b"3", b"1"], counts
+    # The platform's setting is not the guest's: its environment stays as declared.
+    assert json.loads(fetch(url + "env")[2]) == {}
+    recs = server.wait_records(reused, 8)[:7]
+    # A reused instance is warm: only invocations that instantiated report an init time.
+    inits = [r["InitDurationMs"] is not None for r in recs]
+    assert inits == [True, False, False, True, False, False, True], recs
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "many", "1000001"])
+def test_a_bad_reuse_setting_is_refused(lam, value):
+    name = unique("wasm-reuse-bad")
+    with pytest.raises(Exception) as exc:
+        deploy(lam, name, env={"WISP_WASM_INSTANCE_REUSE": value})
+    assert error_code(exc.value) == "InvalidParameterValueException", exc.value
+    assert "WISP_WASM_INSTANCE_REUSE must be a whole number" in error_message(exc.value)
+    deploy(lam, name)
+    with pytest.raises(Exception) as exc:
+        lam.update_function_configuration(FunctionName=name, Environment={"Variables": {"WISP_WASM_INSTANCE_REUSE": value}})
+    assert error_code(exc.value) == "InvalidParameterValueException", exc.value
+    assert fetch(url_of(lam, name))[2] == b"Hello from a wasi:http component!\n"
+
+
 # ---------------------------------------------------------------- refused at deploy time
 
 
@@ -354,6 +413,38 @@ def test_bad_artifacts_are_refused_at_deploy(lam, case, code, expected):
     with pytest.raises(Exception) as gone:
         lam.get_function(FunctionName=name)
     assert error_code(gone.value) == "ResourceNotFoundException"
+
+
+def test_changing_a_function_to_wasm_checks_its_package_then(lam):
+    """UpdateFunctionConfiguration to Runtime wasm compiles the package the function has,
+    as a deploy would: a package that is not a component is refused there, not at the
+    first invocation."""
+    from wisp_e2e import create_function
+
+    name = unique("wasm-switch")
+    create_function(lam, name, files={"app.py": "def handler(e, c):\n    return e\n"})
+    with pytest.raises(Exception) as exc:
+        lam.update_function_configuration(FunctionName=name, Runtime="wasm")
+    assert error_code(exc.value) == "InvalidParameterValueException", exc.value
+    assert "holds no .wasm file" in error_message(exc.value)
+    assert lam.get_function_configuration(FunctionName=name)["Runtime"] != "wasm"
+    assert invoke(lam, name, {"still": "python"}).payload == {"still": "python"}
+
+
+def test_compiled_components_go_with_their_function(lam, server):
+    import hashlib
+
+    # Bytes no other test deploys (a custom section appended), so the file is this test's.
+    tag = unique("gc").encode()
+    wasm = component("hello") + b"\x00" + bytes([len(tag) + 3]) + b"\x02gc" + tag
+    name = unique("wasm-gc")
+    deploy(lam, name, wasm)
+    sha = hashlib.sha256(wasm).hexdigest()
+    cache = server.data_dir / "wasm-cache"
+    assert len(list(cache.glob(f"{sha}-*.cwasm"))) == 1
+    assert invoke(lam, name, {"a": 1}).payload == {"a": 1}
+    lam.delete_function(FunctionName=name)
+    wait_for(lambda: not list(cache.glob(f"{sha}-*.cwasm")), timeout=20, message="compiled file removed")
 
 
 def test_a_zip_with_one_component_deploys(lam):

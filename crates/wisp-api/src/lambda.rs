@@ -248,7 +248,7 @@ async fn update_configuration(
         revision_id: req.revision_id,
         extra,
     };
-    let r = engine.update_configuration(&name, input)?;
+    let r = engine.update_configuration(&name, input).await?;
     Ok(Json(config_json(&engine, &r)))
 }
 

@@ -12,7 +12,7 @@ use wisp_core::limits::SYNC_PAYLOAD_MAX_BYTES;
 use wisp_triggers::http::Match;
 use wisp_triggers::Triggers;
 
-use crate::urls::{apply_cors, event, invoke_for_http, HttpAnswers, UrlRequest};
+use crate::urls::{apply_cors, http_request, invoke_for_http, EventContext, HttpAnswers};
 
 fn message(status: StatusCode, text: &str) -> Response {
     (status, axum::Json(serde_json::json!({ "message": text }))).into_response()
@@ -64,7 +64,12 @@ async fn serve(
             if preflight && route.cors.is_some() =>
         {
             let mut response = StatusCode::NO_CONTENT.into_response();
-            apply_cors(route.cors.as_ref(), &parts.headers, &mut response, true);
+            apply_cors(
+                route.cors.as_ref(),
+                parts.headers.get("origin"),
+                &mut response,
+                true,
+            );
             return response;
         }
         Match::Found { .. } | Match::NotFound => {
@@ -83,26 +88,22 @@ async fn serve(
         Err(_) => return message(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large"),
     };
     let request_id = uuid::Uuid::new_v4().to_string();
-    let req = UrlRequest {
-        method: &parts.method,
-        raw_path: &raw_path,
-        raw_query: parts.uri.query().unwrap_or(""),
-        headers: &parts.headers,
+    let context = EventContext {
         source_ip: peer.ip().to_string(),
-        body: &body,
         api_id: "wisp-routes",
         route_key: &route.route_key,
         path_parameters: Some(&params),
     };
-    let payload = bytes::Bytes::from(event(&req, &request_id).to_string());
     let target = match &route.qualifier {
         Some(q) => format!("{}:{q}", route.function),
         None => route.function.clone(),
     };
+    let request = http_request(&parts, raw_path.clone(), body);
     let mut response = invoke_for_http(
         triggers.engine(),
         &target,
-        payload,
+        request,
+        context,
         &request_id,
         &ROUTE_ANSWERS,
     )
@@ -110,6 +111,11 @@ async fn serve(
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("apigw-requestid", v);
     }
-    apply_cors(route.cors.as_ref(), &parts.headers, &mut response, false);
+    apply_cors(
+        route.cors.as_ref(),
+        parts.headers.get("origin"),
+        &mut response,
+        false,
+    );
     response
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, Query, Request, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 use wisp_auth::SignedRequest;
 use wisp_core::limits::{CONTROL_REQUEST_MAX_BYTES, SYNC_PAYLOAD_MAX_BYTES};
 use wisp_engine::{Engine, Invoked, UrlInput};
-use wisp_runtime::Outcome;
+use wisp_runtime::{HttpHead, HttpRequest, Outcome};
 use wisp_store::FunctionUrl;
 
 use crate::auth::Auth;
@@ -178,22 +178,27 @@ const URL_ANSWERS: HttpAnswers = HttpAnswers {
     message,
 };
 
-/// Invokes `target` with an HTTP event and maps the result (or the failure) to HTTP.
+/// Invokes `target` for an HTTP request and maps the result (or the failure) to HTTP. A
+/// function that takes HTTP (wasm) answers the request itself; any other gets the payload
+/// 2.0 event and its result is mapped as Lambda maps it.
 pub(crate) async fn invoke_for_http(
     engine: &Arc<Engine>,
     target: &str,
-    payload: bytes::Bytes,
+    request: HttpRequest,
+    context: EventContext<'_>,
     request_id: &str,
     answers: &HttpAnswers,
 ) -> Response {
     let say = answers.message;
-    // Marked as an HTTP event: a wasm component receives the request itself.
     let invoked = engine
-        .invoke_http(target, payload, Some(request_id.to_string()))
+        .invoke_http(target, request, request_id.to_string(), |r| {
+            bytes::Bytes::from(event(r, &context, request_id).to_string())
+        })
         .await;
     match invoked {
-        Ok(Invoked::Done(result)) => match result.outcome {
-            Outcome::Success(body) => http_response(&body),
+        Ok(Invoked::Done(result)) => match (result.outcome, result.http) {
+            (Outcome::Success(body), Some(head)) => head_response(*head, body),
+            (Outcome::Success(body), None) => http_response(&body),
             _ => say(answers.function_error, "Internal Server Error"),
         },
         Ok(_) => say(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error"),
@@ -213,15 +218,31 @@ pub(crate) async fn invoke_for_http(
     }
 }
 
-/// One request to a function URL, as received.
-pub(crate) struct UrlRequest<'a> {
-    pub method: &'a Method,
-    /// The path below the URL's root (for a route: the whole path).
-    pub raw_path: &'a str,
-    pub raw_query: &'a str,
-    pub headers: &'a HeaderMap,
+/// A function's own HTTP answer, as it gave it; the framing headers are the server's.
+fn head_response(head: HttpHead, body: bytes::Bytes) -> Response {
+    let status = StatusCode::from_u16(head.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = (status, body).into_response();
+    let mut headers = head.headers;
+    for framing in [
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "upgrade",
+        "trailer",
+    ] {
+        headers.remove(framing);
+    }
+    if !headers.contains_key("content-type") {
+        response.headers_mut().remove("content-type");
+    }
+    response.headers_mut().extend(headers);
+    response
+}
+
+/// What the payload 2.0 event says of a request besides the request itself.
+pub(crate) struct EventContext<'a> {
     pub source_ip: String,
-    pub body: &'a [u8],
     /// API Gateway's `apiId` (a URL's id, or "wisp-routes").
     pub api_id: &'a str,
     /// `$default` for a URL, `POST /orders/{id}` for a route.
@@ -229,17 +250,33 @@ pub(crate) struct UrlRequest<'a> {
     pub path_parameters: Option<&'a BTreeMap<String, String>>,
 }
 
+/// The request a front received, for a function: `path` is below a URL's root (for a
+/// route, the whole path).
+pub(crate) fn http_request(
+    parts: &axum::http::request::Parts,
+    path: String,
+    body: bytes::Bytes,
+) -> HttpRequest {
+    HttpRequest {
+        method: parts.method.clone(),
+        path,
+        query: parts.uri.query().unwrap_or("").to_string(),
+        headers: parts.headers.clone(),
+        body,
+    }
+}
+
 /// The API Gateway HTTP API payload (format 2.0) that Lambda sends for a URL request.
-pub(crate) fn event(req: &UrlRequest<'_>, request_id: &str) -> Value {
-    let UrlRequest {
+pub(crate) fn event(req: &HttpRequest, context: &EventContext<'_>, request_id: &str) -> Value {
+    let HttpRequest {
         method,
-        raw_path,
-        raw_query,
+        path: raw_path,
+        query: raw_query,
         headers,
         body,
-        ..
-    } = *req;
-    let source_ip = req.source_ip.as_str();
+    } = req;
+    let body: &[u8] = body;
+    let source_ip = context.source_ip.as_str();
     let mut hmap: BTreeMap<String, String> = BTreeMap::new();
     let mut cookies: Vec<String> = Vec::new();
     for (name, value) in headers {
@@ -292,15 +329,15 @@ pub(crate) fn event(req: &UrlRequest<'_>, request_id: &str) -> Value {
         .unwrap_or("");
     let mut doc = json!({
         "version": "2.0",
-        "routeKey": req.route_key,
+        "routeKey": context.route_key,
         "rawPath": raw_path,
         "rawQueryString": raw_query,
         "headers": hmap,
         "requestContext": {
             "accountId": "anonymous",
-            "apiId": req.api_id,
+            "apiId": context.api_id,
             "domainName": host,
-            "domainPrefix": req.api_id,
+            "domainPrefix": context.api_id,
             "http": {
                 "method": method.as_str(),
                 "path": raw_path,
@@ -309,7 +346,7 @@ pub(crate) fn event(req: &UrlRequest<'_>, request_id: &str) -> Value {
                 "userAgent": headers.get("user-agent").and_then(|v| v.to_str().ok()).unwrap_or(""),
             },
             "requestId": request_id,
-            "routeKey": req.route_key,
+            "routeKey": context.route_key,
             "stage": "$default",
             "time": time_text,
             "timeEpoch": now_ms,
@@ -322,7 +359,7 @@ pub(crate) fn event(req: &UrlRequest<'_>, request_id: &str) -> Value {
     if !query.is_empty() {
         doc["queryStringParameters"] = json!(query);
     }
-    if let Some(params) = req.path_parameters.filter(|p| !p.is_empty()) {
+    if let Some(params) = context.path_parameters.filter(|p| !p.is_empty()) {
         doc["pathParameters"] = json!(params);
     }
     if !body.is_empty() {
@@ -409,12 +446,11 @@ fn cors_list(cors: &Value, key: &str) -> Vec<String> {
 /// Adds the CORS headers the URL's configuration allows for this request's origin.
 pub(crate) fn apply_cors(
     cors: Option<&Value>,
-    headers: &HeaderMap,
+    origin: Option<&HeaderValue>,
     response: &mut Response,
     preflight: bool,
 ) {
-    let (Some(cors), Some(origin)) = (cors, headers.get("origin").and_then(|o| o.to_str().ok()))
-    else {
+    let (Some(cors), Some(origin)) = (cors, origin.and_then(|o| o.to_str().ok())) else {
         return;
     };
     let origins = cors_list(cors, "AllowOrigins");
@@ -475,17 +511,17 @@ async fn serve(
         Err(e) => return message(StatusCode::INTERNAL_SERVER_ERROR, &e.message),
     };
     let raw_path = format!("/{rest}");
-    let raw_query = parts.uri.query().unwrap_or("");
     let body = match axum::body::to_bytes(body, SYNC_PAYLOAD_MAX_BYTES).await {
         Ok(b) => b,
         Err(_) => return message(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large"),
     };
+    let origin = parts.headers.get("origin");
     if parts.method == Method::OPTIONS
         && url.cors.is_some()
         && parts.headers.contains_key("access-control-request-method")
     {
         let mut response = StatusCode::OK.into_response();
-        apply_cors(url.cors.as_ref(), &parts.headers, &mut response, true);
+        apply_cors(url.cors.as_ref(), origin, &mut response, true);
         return response;
     }
     if url.auth_type == "AWS_IAM" {
@@ -494,7 +530,7 @@ async fn serve(
             let signed = SignedRequest {
                 method: parts.method.as_str(),
                 raw_path: path,
-                raw_query,
+                raw_query: parts.uri.query().unwrap_or(""),
                 headers: &headers,
                 body: &body,
             };
@@ -508,26 +544,27 @@ async fn serve(
         }
     }
     let request_id = uuid::Uuid::new_v4().to_string();
-    let url_request = UrlRequest {
-        method: &parts.method,
-        raw_path: &raw_path,
-        raw_query,
-        headers: &parts.headers,
+    let context = EventContext {
         source_ip: peer.ip().to_string(),
-        body: &body,
         api_id: &url.url_id,
         route_key: "$default",
         path_parameters: None,
     };
-    let doc = event(&url_request, &request_id);
-    let payload = bytes::Bytes::from(doc.to_string());
     let target = format!("{}:{}", url.function, url.qualifier);
-    let mut response =
-        invoke_for_http(&state.engine, &target, payload, &request_id, &URL_ANSWERS).await;
+    let request = http_request(&parts, raw_path, body);
+    let mut response = invoke_for_http(
+        &state.engine,
+        &target,
+        request,
+        context,
+        &request_id,
+        &URL_ANSWERS,
+    )
+    .await;
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-amzn-requestid", v);
     }
-    apply_cors(url.cors.as_ref(), &parts.headers, &mut response, false);
+    apply_cors(url.cors.as_ref(), origin, &mut response, false);
     response
 }
 

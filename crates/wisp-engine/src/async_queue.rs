@@ -340,7 +340,7 @@ async fn attempt(engine: &Engine, event: &AsyncEvent) -> Attempt {
         invocation_type: InvocationType::Event,
         client_context: None,
         invoked_arn,
-        http_event: false,
+        http: None,
     };
     match engine.dispatcher.invoke(req).await {
         Ok(result) => match result.outcome {

@@ -11,7 +11,7 @@ use wisp_core::function::{validate_description, validate_env, validate_memory, v
 use wisp_core::limits::*;
 use wisp_core::name::validate_name;
 use wisp_core::{Error, ErrorKind, FunctionSpec, Qualifier, RuntimeKind};
-use wisp_store::{FunctionRow, StoreError};
+use wisp_store::{FunctionRow, FunctionUrl, StoreError};
 
 use crate::Engine;
 
@@ -66,12 +66,20 @@ pub struct Resolved {
     pub alias: Option<String>,
 }
 
-/// Recently resolved `$LATEST` rows, so the invoke path does not read the store. Every
-/// write through the engine invalidates its entry.
+/// Recently resolved `$LATEST` rows and function URLs, so the invoke path does not read
+/// the store. Every write through the engine invalidates its entry; a change to any
+/// function or URL forgets every cached URL (those writes are rare, and a URL's function
+/// being deleted removes the URL with it).
 #[derive(Default)]
 pub struct SpecCache {
     latest: RwLock<HashMap<String, Arc<FunctionRow>>>,
+    /// URLs by id, and a generation that each forgetting bumps: a lookup that read the
+    /// store before a write does not put back what the write changed.
+    urls: RwLock<(u64, HashMap<String, Arc<FunctionUrl>>)>,
 }
+
+/// Past this many entries a cache map is emptied rather than grown.
+const CACHE_MAX: usize = 10_000;
 
 impl SpecCache {
     fn get(&self, name: &str) -> Option<Arc<FunctionRow>> {
@@ -84,7 +92,7 @@ impl SpecCache {
     fn put(&self, name: &str, row: Arc<FunctionRow>) {
         let mut map = self.latest.write().unwrap_or_else(|p| p.into_inner());
         // Bounded: forget everything rather than grow past the bound.
-        if map.len() >= 10_000 {
+        if map.len() >= CACHE_MAX {
             map.clear();
         }
         map.insert(name.to_string(), row);
@@ -94,6 +102,27 @@ impl SpecCache {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .remove(name);
+        self.forget_urls();
+    }
+    /// The cached URL, or the generation to hand to `put_url` after reading the store.
+    pub(crate) fn url(&self, url_id: &str) -> Result<Arc<FunctionUrl>, u64> {
+        let urls = self.urls.read().unwrap_or_else(|p| p.into_inner());
+        urls.1.get(url_id).cloned().ok_or(urls.0)
+    }
+    pub(crate) fn put_url(&self, url: Arc<FunctionUrl>, generation: u64) {
+        let mut urls = self.urls.write().unwrap_or_else(|p| p.into_inner());
+        if urls.0 != generation {
+            return;
+        }
+        if urls.1.len() >= CACHE_MAX {
+            urls.1.clear();
+        }
+        urls.1.insert(url.url_id.clone(), url);
+    }
+    pub(crate) fn forget_urls(&self) {
+        let mut urls = self.urls.write().unwrap_or_else(|p| p.into_inner());
+        urls.0 += 1;
+        urls.1.clear();
     }
 }
 
@@ -208,6 +237,7 @@ impl Engine {
         validate_timeout(timeout_s)?;
         let env = input.env.unwrap_or_default();
         validate_env(&env)?;
+        self.dispatcher.check_config(&runtime, &env)?;
         let description = input.description.unwrap_or_default();
         validate_description(&description)?;
         for (k, v) in input.tags.iter().flatten() {
@@ -438,7 +468,11 @@ impl Engine {
         self.resolve(&name, None)
     }
 
-    pub fn update_configuration(&self, function: &str, input: ConfigInput) -> Result<Resolved> {
+    pub async fn update_configuration(
+        &self,
+        function: &str,
+        input: ConfigInput,
+    ) -> Result<Resolved> {
         let name = wisp_core::parse_function_ref(function)?.name;
         let row = self.latest_row(&name)?;
         Self::check_revision(&row.latest, input.revision_id.as_deref())?;
@@ -450,6 +484,17 @@ impl Engine {
             spec.handler = h;
         }
         self.check_runtime(&spec.runtime, &spec.handler)?;
+        let to_wasm = RuntimeKind::parse(&spec.runtime).ok() == Some(RuntimeKind::Wasm)
+            && RuntimeKind::parse(&row.latest.runtime).ok() != Some(RuntimeKind::Wasm);
+        if to_wasm {
+            // The package was stored for another runtime: it must be a component, checked
+            // and compiled now, as at a deploy with Runtime wasm.
+            let code_dir = self.blobs.code_dir(&spec.code_sha256).map_err(store_err)?;
+            self.dispatcher
+                .prepare(&spec.runtime, &spec.code_sha256, code_dir)
+                .await
+                .map_err(Error::invalid)?;
+        }
         if let Some(m) = input.memory_mb {
             validate_memory(m)?;
             spec.memory_mb = m;
@@ -462,6 +507,7 @@ impl Engine {
             validate_env(&env)?;
             spec.env = env;
         }
+        self.dispatcher.check_config(&spec.runtime, &spec.env)?;
         if let Some(d) = input.description {
             validate_description(&d)?;
             spec.description = d;
@@ -650,6 +696,7 @@ impl Engine {
         let store = self.store.clone();
         let blobs = self.blobs.clone();
         let lock = self.gc_lock.clone();
+        let dispatcher = self.dispatcher.clone();
         tokio::spawn(async move {
             let _exclusive = lock.write().await;
             let _ = tokio::task::spawn_blocking(move || {
@@ -657,6 +704,7 @@ impl Engine {
                     if let Err(e) = blobs.collect_garbage(&keep) {
                         tracing::warn!(error = %e, "artifact garbage collection failed");
                     }
+                    dispatcher.collect_garbage(&keep);
                 }
             })
             .await;

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use wisp_core::{Error, InvocationRecord, InvocationStatus, InvocationType};
-use wisp_runtime::{Executor, Instance, Invocation, InvokeResult, Outcome, StartError};
+use wisp_runtime::{
+    Executor, HttpHead, HttpRequest, Instance, Invocation, InvokeResult, Outcome, StartError,
+};
 use wisp_scheduler::{Admission, IdlePool};
 use wisp_store::BlobStore;
 
@@ -53,8 +55,9 @@ pub struct InvokeRequest {
     pub client_context: Option<String>,
     /// The ARN the caller used, with its qualifier if it gave one.
     pub invoked_arn: String,
-    /// The payload is an HTTP event made by a function URL or a route.
-    pub http_event: bool,
+    /// The HTTP request itself, for a function whose runtime takes HTTP (the payload is
+    /// then empty).
+    pub http: Option<Box<HttpRequest>>,
 }
 
 /// What the caller gets back.
@@ -65,6 +68,8 @@ pub struct DispatchResult {
     pub outcome: Outcome,
     /// The invocation's log, as the records hold it (START ... REPORT).
     pub log: String,
+    /// Status and headers when the function answered an HTTP request as HTTP.
+    pub http: Option<Box<HttpHead>>,
 }
 
 /// Gives the admission slot back however the invocation ends (even if its future is
@@ -229,6 +234,27 @@ impl Dispatcher {
         }
     }
 
+    /// Checks a function's runtime-specific settings.
+    pub(crate) fn check_config(
+        &self,
+        runtime: &str,
+        env: &std::collections::BTreeMap<String, String>,
+    ) -> Result<(), Error> {
+        self.executor
+            .check_config(runtime, env)
+            .map_err(Error::invalid)
+    }
+
+    /// Lets the executor forget what it derived from unreferenced packages.
+    pub(crate) fn collect_garbage(&self, referenced: &[String]) {
+        self.executor.collect_garbage(referenced);
+    }
+
+    /// Whether functions of `runtime` take HTTP requests as they are.
+    pub(crate) fn takes_http(&self, runtime: &str) -> bool {
+        self.executor.takes_http(runtime)
+    }
+
     /// Lets the executor check and prepare a stored package at deploy time.
     pub(crate) async fn prepare(
         &self,
@@ -301,7 +327,7 @@ impl Dispatcher {
             payload: req.payload,
             invoked_function_arn: req.invoked_arn,
             client_context: req.client_context,
-            http_event: req.http_event,
+            http: req.http,
             trace_id: format!(
                 "Root=1-{:08x}-{};Parent={};Sampled=0",
                 start_ms / 1000,
@@ -335,6 +361,7 @@ impl Dispatcher {
                     run_ms: 0.0,
                     max_memory_mb: 0,
                     reusable: false,
+                    http: None,
                 }
             }
             Err(e) => {
@@ -381,6 +408,7 @@ impl Dispatcher {
             version: req.target.version,
             outcome: result.outcome,
             log,
+            http: result.http,
         })
     }
 

@@ -5,6 +5,7 @@ use bytes::Bytes;
 use wisp_core::error::Result;
 use wisp_core::limits::{ASYNC_PAYLOAD_MAX_BYTES, SYNC_PAYLOAD_MAX_BYTES};
 use wisp_core::{Error, ErrorKind, InvocationType};
+use wisp_runtime::HttpRequest;
 use wisp_store::AsyncEvent;
 
 use crate::control::store_err;
@@ -52,49 +53,6 @@ impl Engine {
         client_context: Option<String>,
         request_id: Option<String>,
     ) -> Result<Invoked> {
-        self.invoke_event(
-            function,
-            qualifier,
-            mode,
-            payload,
-            client_context,
-            request_id,
-            false,
-        )
-        .await
-    }
-
-    /// Invokes synchronously with an HTTP event (API Gateway payload 2.0) made by a
-    /// function URL or a route: the wasm runtime hands components the request itself.
-    pub async fn invoke_http(
-        self: &std::sync::Arc<Self>,
-        function: &str,
-        payload: Bytes,
-        request_id: Option<String>,
-    ) -> Result<Invoked> {
-        self.invoke_event(
-            function,
-            None,
-            InvokeMode::RequestResponse,
-            payload,
-            None,
-            request_id,
-            true,
-        )
-        .await
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    async fn invoke_event(
-        self: &std::sync::Arc<Self>,
-        function: &str,
-        qualifier: Option<&str>,
-        mode: InvokeMode,
-        payload: Bytes,
-        client_context: Option<String>,
-        request_id: Option<String>,
-        http_event: bool,
-    ) -> Result<Invoked> {
         let limit = if mode == InvokeMode::Event {
             ASYNC_PAYLOAD_MAX_BYTES
         } else {
@@ -131,27 +89,85 @@ impl Engine {
                 Ok(Invoked::Queued { request_id })
             }
             InvokeMode::RequestResponse => {
-                let invoked_arn = wisp_core::name::function_arn(
-                    &self.cfg.region,
-                    &target.spec.name,
-                    shown_qualifier.as_deref(),
-                );
-                let req = InvokeRequest {
+                let req = self.sync_request(
                     target,
+                    shown_qualifier.as_deref(),
                     request_id,
                     payload,
-                    invocation_type: InvocationType::RequestResponse,
                     client_context,
-                    invoked_arn,
-                    http_event,
-                };
-                // Run to completion even if the caller disconnects, as Lambda does: the
-                // invocation is recorded and its instance returned to the pool.
-                let dispatcher = self.dispatcher.clone();
-                let handle = tokio::spawn(async move { dispatcher.invoke(req).await });
-                let result = handle.await.map_err(|e| Error::service(e.to_string()))??;
-                Ok(Invoked::Done(result))
+                    None,
+                );
+                self.run_to_completion(req).await
             }
         }
+    }
+
+    /// Invokes synchronously for an HTTP request received by a function URL or a route
+    /// (`function` may carry a qualifier). A function whose runtime takes HTTP (wasm) gets
+    /// the request itself; any other gets the API Gateway payload 2.0 event that `event`
+    /// makes from it, built only then.
+    pub async fn invoke_http(
+        self: &std::sync::Arc<Self>,
+        function: &str,
+        request: HttpRequest,
+        request_id: String,
+        event: impl FnOnce(&HttpRequest) -> Bytes,
+    ) -> Result<Invoked> {
+        let target = self.resolve(function, None)?;
+        let (payload, http) = if self.dispatcher.takes_http(&target.spec.runtime) {
+            if request.body.len() > SYNC_PAYLOAD_MAX_BYTES {
+                return Err(Error::too_large(SYNC_PAYLOAD_MAX_BYTES, "Invoke"));
+            }
+            (Bytes::new(), Some(Box::new(request)))
+        } else {
+            let payload = event(&request);
+            if payload.len() > SYNC_PAYLOAD_MAX_BYTES {
+                return Err(Error::too_large(SYNC_PAYLOAD_MAX_BYTES, "Invoke"));
+            }
+            (payload, None)
+        };
+        let qualifier = wisp_core::parse_function_ref(function)?
+            .qualifier
+            .map(|q| q.to_string());
+        let req = self.sync_request(
+            target,
+            qualifier.as_deref(),
+            request_id,
+            payload,
+            None,
+            http,
+        );
+        self.run_to_completion(req).await
+    }
+
+    fn sync_request(
+        &self,
+        target: crate::Resolved,
+        shown_qualifier: Option<&str>,
+        request_id: String,
+        payload: Bytes,
+        client_context: Option<String>,
+        http: Option<Box<HttpRequest>>,
+    ) -> InvokeRequest {
+        let invoked_arn =
+            wisp_core::name::function_arn(&self.cfg.region, &target.spec.name, shown_qualifier);
+        InvokeRequest {
+            target,
+            request_id,
+            payload,
+            invocation_type: InvocationType::RequestResponse,
+            client_context,
+            invoked_arn,
+            http,
+        }
+    }
+
+    /// Runs a synchronous invocation to completion even if the caller disconnects, as
+    /// Lambda does: the invocation is recorded and its instance returned to the pool.
+    async fn run_to_completion(&self, req: InvokeRequest) -> Result<Invoked> {
+        let dispatcher = self.dispatcher.clone();
+        let handle = tokio::spawn(async move { dispatcher.invoke(req).await });
+        let result = handle.await.map_err(|e| Error::service(e.to_string()))??;
+        Ok(Invoked::Done(result))
     }
 }

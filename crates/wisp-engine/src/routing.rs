@@ -39,6 +39,23 @@ impl Executor for RuntimeRouter {
             .start(spec, version, code_dir)
     }
 
+    fn takes_http(&self, runtime: &str) -> bool {
+        self.for_runtime(runtime).takes_http(runtime)
+    }
+
+    fn check_config(
+        &self,
+        runtime: &str,
+        env: &std::collections::BTreeMap<String, String>,
+    ) -> Result<(), String> {
+        self.for_runtime(runtime).check_config(runtime, env)
+    }
+
+    fn collect_garbage(&self, referenced: &[String]) {
+        self.process.collect_garbage(referenced);
+        self.wasm.collect_garbage(referenced);
+    }
+
     fn prepare(
         &self,
         runtime: &str,

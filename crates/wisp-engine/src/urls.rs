@@ -1,5 +1,7 @@
 //! Function URLs: configuration, and the lookup the URL listener does per request.
 
+use std::sync::Arc;
+
 use wisp_core::error::Result;
 use wisp_core::Error;
 use wisp_store::FunctionUrl;
@@ -95,6 +97,7 @@ impl Engine {
             created: now.clone(),
             modified: now,
         };
+        self.cache.forget_urls();
         if !self.store.create_url(&url).map_err(store_err)? {
             return Err(Error::conflict(format!(
                 "Failed to create function url config for [functionArn = {}]. Error message:  FunctionUrlConfig exists for this Lambda function",
@@ -133,12 +136,15 @@ impl Engine {
         }
         url.modified = wisp_core::time::lambda_timestamp(wisp_core::time::now_ms());
         self.store.update_url(&url).map_err(store_err)?;
+        self.cache.forget_urls();
         Ok(url)
     }
 
     pub fn delete_url(&self, function: &str, qualifier: Option<&str>) -> Result<()> {
         let (name, q) = self.existing_qualifier(function, qualifier, false)?;
-        if !self.store.delete_url(&name, &q).map_err(store_err)? {
+        let deleted = self.store.delete_url(&name, &q).map_err(store_err)?;
+        self.cache.forget_urls();
+        if !deleted {
             return Err(Error::not_found(
                 "The resource you requested does not exist.",
             ));
@@ -152,11 +158,21 @@ impl Engine {
         self.store.list_urls(&name).map_err(store_err)
     }
 
-    /// The URL config behind a URL id, for the URL listener.
-    pub fn url_by_id(&self, url_id: &str) -> Result<Option<FunctionUrl>> {
+    /// The URL config behind a URL id, for the URL listener: from memory after the first
+    /// request (URL writes go through the engine, which forgets what it cached).
+    pub fn url_by_id(&self, url_id: &str) -> Result<Option<Arc<FunctionUrl>>> {
         if url_id.len() != 32 || !url_id.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Ok(None);
         }
-        self.store.url_by_id(url_id).map_err(store_err)
+        let generation = match self.cache.url(url_id) {
+            Ok(url) => return Ok(Some(url)),
+            Err(generation) => generation,
+        };
+        let Some(url) = self.store.url_by_id(url_id).map_err(store_err)? else {
+            return Ok(None);
+        };
+        let url = Arc::new(url);
+        self.cache.put_url(url.clone(), generation);
+        Ok(Some(url))
     }
 }

@@ -30,10 +30,31 @@ pub struct Invocation {
     /// `X-Amz-Client-Context` as sent by the caller (base64 JSON), decoded.
     pub client_context: Option<String>,
     pub trace_id: String,
-    /// The payload is an API Gateway payload 2.0 document made from an HTTP request (a
-    /// function URL or an HTTP route). The process runtime hands it over as it is; the
-    /// wasm runtime rebuilds the HTTP request from it and answers with the 2.0 response.
-    pub http_event: bool,
+    /// The HTTP request a function URL or an HTTP route received, for an executor that
+    /// takes requests as they are ([`Executor::takes_http`]): the wasm runtime hands it to
+    /// the component and answers with the component's response ([`InvokeResult::http`]),
+    /// without an API Gateway JSON document in between. `payload` is then empty. Other
+    /// executors get the payload 2.0 event in `payload` and this is `None`.
+    pub http: Option<Box<HttpRequest>>,
+}
+
+/// An HTTP request on its way to a function that takes HTTP.
+#[derive(Debug, Clone)]
+pub struct HttpRequest {
+    pub method: axum::http::Method,
+    /// The path the function sees (below a function URL's root; a route's whole path).
+    pub path: String,
+    /// The raw query string, without `?`.
+    pub query: String,
+    pub headers: axum::http::HeaderMap,
+    pub body: Bytes,
+}
+
+/// Status and headers of a function's HTTP answer; the body is the outcome's.
+#[derive(Debug, Clone)]
+pub struct HttpHead {
+    pub status: u16,
+    pub headers: axum::http::HeaderMap,
 }
 
 /// How one invocation ended, from the executor's point of view.
@@ -83,6 +104,9 @@ pub struct InvokeResult {
     pub max_memory_mb: u64,
     /// False when the instance must not serve another invocation.
     pub reusable: bool,
+    /// Set when the invocation carried an HTTP request and the function answered it as
+    /// HTTP: `Outcome::Success` then holds the response body.
+    pub http: Option<Box<HttpHead>>,
 }
 
 /// A running instance of one function version. It serves one invocation at a time.
@@ -102,6 +126,28 @@ pub trait Executor: Send + Sync + 'static {
         version: &str,
         code_dir: PathBuf,
     ) -> BoxFuture<'_, Result<Box<dyn Instance>, StartError>>;
+
+    /// Whether instances of `runtime` take HTTP requests as they are
+    /// ([`Invocation::http`]) rather than as API Gateway events.
+    fn takes_http(&self, _runtime: &str) -> bool {
+        false
+    }
+
+    /// Checks the settings a function of `runtime` declares in its environment for this
+    /// executor (the wasm runtime reads some of its own there); the error is the message
+    /// for the caller.
+    fn check_config(
+        &self,
+        _runtime: &str,
+        _env: &std::collections::BTreeMap<String, String>,
+    ) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// Forgets what the executor derived from packages that are no longer referenced
+    /// (the wasm runtime's compiled components): `referenced` holds every package sha256
+    /// still in use. Called after the store's own garbage collection.
+    fn collect_garbage(&self, _referenced: &[String]) {}
 
     /// Checks and prepares a stored package at deploy time, before any function refers to
     /// it: the wasm runtime validates and compiles its component here, so that a bad

@@ -551,6 +551,7 @@ impl ProcessInstance {
             run_ms,
             max_memory_mb,
             reusable,
+            http: None,
         }
     }
 }

@@ -170,6 +170,35 @@ fn deserialize(engine: &Engine, path: &Path) -> Option<Component> {
     }
 }
 
+/// Removes the compiled files of packages not in `keep`, and those an engine with other
+/// settings (another wasmtime) wrote; returns how many went. Temporary files of a write
+/// in progress are left alone.
+pub fn collect_garbage(
+    dir: &Path,
+    engine_key: &str,
+    keep: &std::collections::HashSet<&str>,
+) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let suffix = format!("-{engine_key}.cwasm");
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if !name.ends_with(".cwasm") {
+            continue;
+        }
+        let wanted = name
+            .strip_suffix(&suffix)
+            .is_some_and(|sha| keep.contains(sha));
+        if !wanted && std::fs::remove_file(entry.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}
+
 fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let tmp = dir.join(format!(".tmp-{}", uuid_like()));
@@ -211,6 +240,28 @@ mod tests {
             Err(CompileError::CoreModule)
         ));
         assert!(check_header(b"\0asm\x0d\0\x01\0").is_ok());
+    }
+
+    #[test]
+    fn garbage_is_what_no_package_or_other_engines_left() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in [
+            "aa-k1.cwasm",
+            "bb-k1.cwasm",
+            "aa-k0.cwasm",
+            ".tmp-1",
+            "notes.txt",
+        ] {
+            std::fs::write(dir.path().join(name), b"x").unwrap();
+        }
+        let keep = std::collections::HashSet::from(["aa"]);
+        assert_eq!(collect_garbage(dir.path(), "k1", &keep), 2);
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(left, [".tmp-1", "aa-k1.cwasm", "notes.txt"]);
     }
 
     #[test]

@@ -1,10 +1,8 @@
-//! Events as HTTP: an HTTP event (API Gateway payload 2.0, made by a function URL or a
-//! route) becomes the request it was made from, and the component's response becomes the
-//! 2.0 response document; any other event becomes `POST /` with the JSON as body.
+//! Events as HTTP: a request received by a function URL or a route reaches the component
+//! as it came (and its response goes back as it is, see `invoke`); any other event
+//! becomes `POST /` with the JSON as body.
 
-use base64::Engine as _;
 use bytes::Bytes;
-use serde_json::{json, Map, Value};
 
 /// The request a component receives, before it becomes a wasi:http resource.
 #[derive(Debug)]
@@ -58,103 +56,24 @@ pub fn plain(payload: &Bytes) -> GuestRequest {
     }
 }
 
-/// Rebuilds the HTTP request a payload 2.0 event was made from. `None` if the payload is
-/// not such an event (it then goes as a plain event).
-pub fn from_http_event(payload: &[u8]) -> Option<GuestRequest> {
-    let doc: Value = serde_json::from_slice(payload).ok()?;
-    if doc.get("version")? != "2.0" {
-        return None;
+/// The request a function URL or a route received, as the component receives it: the
+/// path below the URL's root (a route's whole path) with the query, the headers and the
+/// body as they came.
+pub fn from_http(request: wisp_runtime::HttpRequest) -> GuestRequest {
+    let mut path_and_query = request.path;
+    if !path_and_query.starts_with('/') {
+        path_and_query.insert(0, '/');
     }
-    let method = doc
-        .pointer("/requestContext/http/method")
-        .and_then(Value::as_str)
-        .and_then(|m| http::Method::from_bytes(m.as_bytes()).ok())?;
-    let raw_path = doc.get("rawPath").and_then(Value::as_str).unwrap_or("/");
-    let raw_query = doc
-        .get("rawQueryString")
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    let mut path_and_query = if raw_path.starts_with('/') {
-        raw_path.to_string()
-    } else {
-        format!("/{raw_path}")
-    };
-    if !raw_query.is_empty() {
+    if !request.query.is_empty() {
         path_and_query.push('?');
-        path_and_query.push_str(raw_query);
+        path_and_query.push_str(&request.query);
     }
-    if path_and_query.parse::<http::uri::PathAndQuery>().is_err() {
-        return None;
-    }
-    let mut headers = http::HeaderMap::new();
-    if let Some(Value::Object(map)) = doc.get("headers") {
-        for (name, value) in map {
-            let (Ok(name), Some(value)) = (
-                http::HeaderName::from_bytes(name.as_bytes()),
-                value.as_str(),
-            ) else {
-                continue;
-            };
-            if let Ok(value) = http::HeaderValue::from_str(value) {
-                headers.append(name, value);
-            }
-        }
-    }
-    // The 2.0 event moves cookies out of the headers; put them back as one header.
-    if let Some(Value::Array(cookies)) = doc.get("cookies") {
-        let joined: Vec<&str> = cookies.iter().filter_map(Value::as_str).collect();
-        if let Ok(v) = http::HeaderValue::from_str(&joined.join("; ")) {
-            if !joined.is_empty() {
-                headers.insert(http::header::COOKIE, v);
-            }
-        }
-    }
-    let body = match doc.get("body").and_then(Value::as_str) {
-        None => Bytes::new(),
-        Some(b) if doc.get("isBase64Encoded") == Some(&Value::Bool(true)) => {
-            Bytes::from(base64::engine::general_purpose::STANDARD.decode(b).ok()?)
-        }
-        Some(b) => Bytes::from(b.to_string()),
-    };
-    Some(GuestRequest {
-        method,
+    GuestRequest {
+        method: request.method,
         path_and_query,
-        headers,
-        body,
-    })
-}
-
-/// The 2.0 response document for a component's response, which the HTTP front maps back
-/// to the same status, headers and bytes.
-pub fn http_result(status: u16, headers: &http::HeaderMap, body: &[u8]) -> Vec<u8> {
-    let mut hmap = Map::new();
-    let mut cookies = Vec::new();
-    for name in headers.keys() {
-        let values: Vec<String> = headers
-            .get_all(name)
-            .iter()
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-            .collect();
-        if name == http::header::SET_COOKIE {
-            cookies.extend(values);
-        } else {
-            hmap.insert(name.as_str().to_string(), Value::String(values.join(", ")));
-        }
+        headers: request.headers,
+        body: request.body,
     }
-    let (body, base64) = match std::str::from_utf8(body) {
-        Ok(text) => (text.to_string(), false),
-        Err(_) => (base64::engine::general_purpose::STANDARD.encode(body), true),
-    };
-    let mut doc = json!({
-        "statusCode": status,
-        "headers": hmap,
-        "body": body,
-        "isBase64Encoded": base64,
-    });
-    if !cookies.is_empty() {
-        doc["cookies"] = json!(cookies);
-    }
-    doc.to_string().into_bytes()
 }
 
 #[cfg(test)]
@@ -162,21 +81,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn rebuilds_the_request_of_an_event() {
-        let event = json!({
-            "version": "2.0",
-            "rawPath": "/a/b",
-            "rawQueryString": "x=1&y=%20",
-            "headers": {"content-type": "application/octet-stream", "x-multi": "a,b", "host": "h:1"},
-            "cookies": ["c=1", "d=2"],
-            "requestContext": {"http": {"method": "PUT"}},
-            "body": base64::engine::general_purpose::STANDARD.encode([0u8, 255, 1]),
-            "isBase64Encoded": true,
+    fn an_http_request_reaches_the_component_as_it_came() {
+        let mut headers = http::HeaderMap::new();
+        headers.append("x-multi", "a".parse().unwrap());
+        headers.append("x-multi", "b".parse().unwrap());
+        headers.insert("host", "h:1".parse().unwrap());
+        headers.insert("cookie", "c=1; d=2".parse().unwrap());
+        let r = from_http(wisp_runtime::HttpRequest {
+            method: http::Method::PUT,
+            path: "/a/b".into(),
+            query: "x=1&y=%20".into(),
+            headers,
+            body: Bytes::from_static(&[0, 255, 1]),
         });
-        let r = from_http_event(event.to_string().as_bytes()).unwrap();
         assert_eq!(r.method, http::Method::PUT);
         assert_eq!(r.path_and_query, "/a/b?x=1&y=%20");
-        assert_eq!(r.headers["x-multi"], "a,b");
+        assert_eq!(r.headers.get_all("x-multi").iter().count(), 2);
         assert_eq!(r.headers["cookie"], "c=1; d=2");
         assert_eq!(&r.body[..], &[0u8, 255, 1]);
         let req = r.into_http().unwrap();
@@ -184,22 +104,10 @@ mod tests {
     }
 
     #[test]
-    fn plain_json_is_not_an_http_event() {
-        assert!(from_http_event(br#"{"order_id":"1"}"#).is_none());
-        assert!(from_http_event(b"not json").is_none());
-    }
-
-    #[test]
-    fn response_document_keeps_bytes_and_cookies() {
-        let mut h = http::HeaderMap::new();
-        h.append("set-cookie", "a=1".parse().unwrap());
-        h.append("set-cookie", "b=2".parse().unwrap());
-        h.insert("content-type", "image/png".parse().unwrap());
-        let doc: Value = serde_json::from_slice(&http_result(201, &h, &[0xff, 0])).unwrap();
-        assert_eq!(doc["statusCode"], 201);
-        assert_eq!(doc["isBase64Encoded"], true);
-        assert_eq!(doc["body"], "/wA=");
-        assert_eq!(doc["cookies"], json!(["a=1", "b=2"]));
-        assert_eq!(doc["headers"]["content-type"], "image/png");
+    fn an_invoke_is_a_post_of_its_json() {
+        let r = plain(&Bytes::from_static(br#"{"order_id":"1"}"#));
+        assert_eq!(r.method, http::Method::POST);
+        assert_eq!(r.path_and_query, "/");
+        assert_eq!(r.headers["content-type"], "application/json");
     }
 }

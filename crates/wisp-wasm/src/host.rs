@@ -24,6 +24,24 @@ use wasmtime_wasi_http::{
 /// it, so it is configuration, not data.
 pub const ALLOWED_HOSTS_VAR: &str = "WISP_ALLOWED_HOSTS";
 
+/// The environment variable by which a function opts into instance reuse: the number of
+/// invocations one instantiated component may serve (1, the default, is a fresh instance
+/// per invocation). Like the allow-list, the platform reads it and the guest never sees it.
+pub const INSTANCE_REUSE_VAR: &str = "WISP_WASM_INSTANCE_REUSE";
+
+/// The most invocations one instance may serve, whatever a function asks.
+pub const INSTANCE_REUSE_MAX: u32 = 1_000_000;
+
+/// Parses [`INSTANCE_REUSE_VAR`]: a whole number from 1 to [`INSTANCE_REUSE_MAX`].
+pub fn parse_reuse(value: &str) -> Result<u32, String> {
+    match value.trim().parse::<u32>() {
+        Ok(n) if (1..=INSTANCE_REUSE_MAX).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "{INSTANCE_REUSE_VAR} must be a whole number from 1 to {INSTANCE_REUSE_MAX} (invocations one instance may serve); got '{value}'."
+        )),
+    }
+}
+
 /// A function's outbound HTTP allow-list: exact `host` (any port) or `host:port` entries.
 #[derive(Debug, Clone, Default)]
 pub struct AllowList {
@@ -289,6 +307,8 @@ pub struct Grants {
     /// The declared variables, without the platform's own settings.
     pub env: Vec<(String, String)>,
     pub allow: Arc<AllowList>,
+    /// Invocations one instance may serve (1: a fresh instance per invocation).
+    pub reuse: u32,
 }
 
 impl Grants {
@@ -296,12 +316,20 @@ impl Grants {
         Grants {
             env: env
                 .iter()
-                .filter(|(k, _)| k.as_str() != ALLOWED_HOSTS_VAR)
+                .filter(|(k, _)| {
+                    k.as_str() != ALLOWED_HOSTS_VAR && k.as_str() != INSTANCE_REUSE_VAR
+                })
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
             allow: Arc::new(AllowList::parse(
                 env.get(ALLOWED_HOSTS_VAR).map(String::as_str).unwrap_or(""),
             )),
+            // Checked when the function is configured; a value that got past that
+            // (an older server's) means no reuse.
+            reuse: env
+                .get(INSTANCE_REUSE_VAR)
+                .and_then(|v| parse_reuse(v).ok())
+                .unwrap_or(1),
         }
     }
 }
@@ -370,10 +398,21 @@ mod tests {
         let env = BTreeMap::from([
             ("A".to_string(), "1".to_string()),
             (ALLOWED_HOSTS_VAR.to_string(), "h".to_string()),
+            (INSTANCE_REUSE_VAR.to_string(), "50".to_string()),
         ]);
         let g = Grants::from_env(&env);
         assert_eq!(g.env, vec![("A".to_string(), "1".to_string())]);
         assert!(g.allow.allows("h", 1));
+        assert_eq!(g.reuse, 50);
+        assert_eq!(Grants::from_env(&BTreeMap::new()).reuse, 1);
+    }
+
+    #[test]
+    fn reuse_must_be_a_bounded_count() {
+        assert_eq!(parse_reuse(" 8 "), Ok(8));
+        for bad in ["0", "-1", "x", "", "1000001", "1.5"] {
+            assert!(parse_reuse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

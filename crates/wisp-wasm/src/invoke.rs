@@ -9,14 +9,16 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use http_body_util::BodyExt as _;
+use tokio::sync::oneshot::error::RecvError;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
-use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::WasiHttpView as _;
 use wisp_core::limits::SYNC_PAYLOAD_MAX_BYTES;
 use wisp_core::InvocationStatus;
-use wisp_runtime::{Instance, Invocation, InvokeResult, Outcome};
+use wisp_runtime::{HttpHead, Instance, Invocation, InvokeResult, Outcome};
 
 use crate::event;
 use crate::host::{Grants, Host, Limiter, LogSink, MemoryStats};
@@ -27,8 +29,10 @@ use crate::host::{Grants, Host, Limiter, LogSink, MemoryStats};
 const HOST_CALL_GRACE: Duration = Duration::from_millis(50);
 
 /// An "instance" of a function version: the shared pre-instantiated component and the
-/// function's limits and grants. Each invocation instantiates anew into a fresh store, so
-/// an instance holds no guest state and can always serve the next request.
+/// function's limits and grants. By default each invocation instantiates anew into a fresh
+/// store, so an instance holds no guest state between requests. A function that opts into
+/// instance reuse ([`crate::host::INSTANCE_REUSE_VAR`]) keeps its instantiated component
+/// for up to that many invocations, while the executor has room for kept instances.
 pub(crate) struct WasmInstance {
     pub engine: Engine,
     pub pre: ProxyPre<Host>,
@@ -38,10 +42,39 @@ pub(crate) struct WasmInstance {
     pub log_limit_bytes: usize,
     /// Time spent loading the component at start, reported by the first invocation.
     pub start_ms: Option<f64>,
+    /// Room for instances kept between invocations, shared by the whole executor: each
+    /// kept instance holds a slot of the pooling allocator.
+    pub keep_room: Arc<Semaphore>,
+    /// The instance kept from the previous invocation, if the function reuses instances.
+    /// (In a mutex only so that `&WasmInstance` is `Send`: a `Store` is not `Sync`.)
+    pub kept: std::sync::Mutex<Option<Kept>>,
+}
+
+/// An instantiated component kept for the next invocation of the same function.
+pub(crate) struct Kept {
+    store: Store<Host>,
+    proxy: Proxy,
+    logs: LogSink,
+    stats: Arc<MemoryStats>,
+    /// Invocations it has served.
+    served: u32,
+    _room: OwnedSemaphorePermit,
+}
+
+/// A store ready to serve one invocation.
+struct Ready {
+    store: Store<Host>,
+    proxy: Proxy,
+    logs: LogSink,
+    stats: Arc<MemoryStats>,
+    served: u32,
+    room: Option<OwnedSemaphorePermit>,
 }
 
 type Head = Result<http::Response<HyperOutgoingBody>, ErrorCode>;
-type Ran = (wasmtime::Result<()>, Store<Host>);
+/// What the handler's task sends back: the call's result, and the store when it is to be
+/// kept (otherwise the task drops it itself, after answering).
+type Ran = (wasmtime::Result<()>, Option<(Store<Host>, Proxy)>);
 
 /// How a run ended, before it is worded as an outcome.
 enum Ending {
@@ -69,64 +102,112 @@ impl Instance for WasmInstance {
 }
 
 impl WasmInstance {
-    async fn run(&mut self, invocation: Invocation) -> InvokeResult {
+    async fn run(&mut self, mut invocation: Invocation) -> InvokeResult {
         let request_id = invocation.request_id.clone();
+        let http_request = invocation.http.is_some();
         let begun = Instant::now();
         let deadline = begun + self.timeout;
-        let logs = LogSink::new(self.log_limit_bytes);
-        let stats = Arc::new(MemoryStats::default());
-        let (ending, init_ms) = self.execute(&invocation, deadline, &logs, &stats).await;
-        let run_ms = (begun.elapsed().as_secs_f64() * 1000.0 - init_ms).max(0.0);
-        let init_ms = init_ms + self.start_ms.take().unwrap_or(0.0);
-        let outcome = self.outcome(ending, &request_id, invocation.http_event);
+        let kept = self
+            .kept
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        let (ending, init_ms, logs, stats) = match kept {
+            Some(kept) => {
+                let ready = Ready {
+                    store: kept.store,
+                    proxy: kept.proxy,
+                    logs: kept.logs.clone(),
+                    stats: kept.stats.clone(),
+                    served: kept.served,
+                    room: Some(kept._room),
+                };
+                let ending = self.execute(ready, &mut invocation, deadline).await;
+                (ending, None, kept.logs, kept.stats)
+            }
+            None => {
+                let logs = LogSink::new(self.log_limit_bytes);
+                let stats = Arc::new(MemoryStats::default());
+                let instantiating = Instant::now();
+                let ending = match self.instantiate(&logs, &stats, deadline).await {
+                    Ok(ready) => {
+                        let init_ms = instantiating.elapsed().as_secs_f64() * 1000.0;
+                        let ending = self.execute(ready, &mut invocation, deadline).await;
+                        (ending, init_ms)
+                    }
+                    Err(e) => (
+                        classify_error(&e, &stats),
+                        instantiating.elapsed().as_secs_f64() * 1000.0,
+                    ),
+                };
+                (ending.0, Some(ending.1), logs, stats)
+            }
+        };
+        let run_ms = (begun.elapsed().as_secs_f64() * 1000.0 - init_ms.unwrap_or(0.0)).max(0.0);
+        let init_ms = match (init_ms, self.start_ms.take()) {
+            (Some(i), start) => Some(i + start.unwrap_or(0.0)),
+            (None, Some(start)) => Some(start),
+            (None, None) => None,
+        };
+        let (outcome, http) = self.outcome(ending, &request_id, http_request);
         let peak = stats.peak_bytes.load(Ordering::Relaxed) as u64;
         InvokeResult {
             outcome,
             logs: logs.take(),
-            init_ms: Some(init_ms),
+            init_ms,
             run_ms,
             max_memory_mb: peak.div_ceil(1024 * 1024),
             reusable: true,
+            http,
         }
     }
 
-    /// Runs the component; returns how it ended and the instantiation time (ms).
-    async fn execute(
+    /// A fresh store with the component instantiated in it.
+    async fn instantiate(
         &self,
-        invocation: &Invocation,
-        deadline: Instant,
         logs: &LogSink,
         stats: &Arc<MemoryStats>,
-    ) -> (Ending, f64) {
+        deadline: Instant,
+    ) -> wasmtime::Result<Ready> {
         let limiter = Limiter::new(self.memory_limit_bytes, stats.clone());
         let mut store = Store::new(&self.engine, Host::new(&self.grants, logs, limiter));
         store.limiter(|host| &mut host.limiter);
-        // Checked at every epoch tick: past the deadline the guest traps with
-        // `Trap::Interrupt`; before it, the guest yields, so a guest that computes
-        // without calling the host does not hold a runtime thread for its whole timeout.
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |_| {
-            Ok(if Instant::now() >= deadline {
-                UpdateDeadline::Interrupt
-            } else {
-                UpdateDeadline::Yield(1)
-            })
-        });
-        let instantiating = Instant::now();
-        let proxy = match self.pre.instantiate_async(&mut store).await {
-            Ok(p) => p,
-            Err(e) => {
-                let init_ms = instantiating.elapsed().as_secs_f64() * 1000.0;
-                return (classify_error(&e, stats), init_ms);
-            }
-        };
-        let init_ms = instantiating.elapsed().as_secs_f64() * 1000.0;
+        // A core module's start function runs at instantiation: the deadline holds there.
+        set_deadline(&mut store, deadline);
+        let proxy = self.pre.instantiate_async(&mut store).await?;
+        Ok(Ready {
+            store,
+            proxy,
+            logs: logs.clone(),
+            stats: stats.clone(),
+            served: 0,
+            room: None,
+        })
+    }
 
-        let request = if invocation.http_event {
-            event::from_http_event(&invocation.payload)
-                .unwrap_or_else(|| event::plain(&invocation.payload))
-        } else {
-            event::plain(&invocation.payload)
+    /// Runs the component's handler for one invocation and returns how it ended. A store
+    /// that is not kept is dropped by the handler's task after the answer is in: freeing
+    /// a pool slot (resetting its memory) is not on the request's path.
+    async fn execute(
+        &mut self,
+        ready: Ready,
+        invocation: &mut Invocation,
+        deadline: Instant,
+    ) -> Ending {
+        let Ready {
+            mut store,
+            proxy,
+            logs,
+            stats,
+            served,
+            room,
+        } = ready;
+        stats.over_limit.store(false, Ordering::Relaxed);
+        set_deadline(&mut store, deadline);
+
+        let request = match invocation.http.take() {
+            Some(http) => event::from_http(*http),
+            None => event::plain(&invocation.payload),
         };
         let request = match request.into_http() {
             Ok(r) => r.map(|b| {
@@ -136,7 +217,7 @@ impl WasmInstance {
                     },
                 )
             }),
-            Err(e) => return (Ending::ErrorResponse(format!("bad request: {e}")), init_ms),
+            Err(e) => return Ending::ErrorResponse(format!("bad request: {e}")),
         };
         let (tx, mut rx) = tokio::sync::oneshot::channel::<Head>();
         let resources = (|| -> wasmtime::Result<_> {
@@ -147,25 +228,32 @@ impl WasmInstance {
         })();
         let (req, out) = match resources {
             Ok(r) => r,
-            Err(e) => return (Ending::Trap(format!("{e:#}")), init_ms),
+            Err(e) => return Ending::Trap(format!("{e:#}")),
         };
-        let mut task = tokio::spawn(async move {
+        let keep = self.grants.reuse > served + 1;
+        let (done_tx, mut done_rx) = tokio::sync::oneshot::channel::<Ran>();
+        let task = tokio::spawn(async move {
             let result = proxy
                 .wasi_http_incoming_handler()
                 .call_handle(&mut store, req, out)
                 .await;
-            (result, store)
+            if keep && result.is_ok() {
+                let _ = done_tx.send((result, Some((store, proxy))));
+            } else {
+                let _ = done_tx.send((result, None));
+                drop(store);
+            }
         });
 
         let wait = async {
             // The handler usually sets the response head first and then streams the body,
             // so wait for whichever comes first: the head, or the handler's end.
-            let mut ended: Option<Result<Ran, tokio::task::JoinError>> = None;
+            let mut ended: Option<Result<Ran, RecvError>> = None;
             let head = tokio::select! {
                 biased;
                 head = &mut rx => head.ok(),
-                joined = &mut task => {
-                    ended = Some(joined);
+                done = &mut done_rx => {
+                    ended = Some(done);
                     rx.try_recv().ok()
                 }
             };
@@ -177,18 +265,18 @@ impl WasmInstance {
                 Some(Err(code)) => Some(Err(code)),
                 None => None,
             };
-            let ran = match ended {
-                Some(joined) => joined,
-                None => (&mut task).await,
+            let done = match ended {
+                Some(done) => done,
+                None => (&mut done_rx).await,
             };
-            let (result, _store) = match ran {
+            let (result, store) = match done {
                 Ok(r) => r,
-                Err(e) => return Ending::Trap(format!("the invocation task failed: {e}")),
+                Err(_) => return (Ending::Trap("the invocation task failed".into()), None),
             };
             if let Err(e) = result {
-                return classify_error(&e, stats);
+                return (classify_error(&e, &stats), None);
             }
-            match body {
+            let ending = match body {
                 Some(Ok((parts, Ok(bytes)))) => Ending::Response {
                     status: parts.status.as_u16(),
                     headers: parts.headers,
@@ -200,22 +288,45 @@ impl WasmInstance {
                 }
                 Some(Err(code)) => Ending::ErrorResponse(format!("{code:?}")),
                 None => Ending::NoResponse,
-            }
+            };
+            (ending, store)
         };
-        let ending = match tokio::time::timeout_at((deadline + HOST_CALL_GRACE).into(), wait).await
-        {
-            Ok(ending) => ending,
-            Err(_) => {
-                // Blocked in a host call past the deadline: dropping the task drops the
-                // store, which frees the instance's pool slot.
-                task.abort();
-                Ending::TimedOut
+        let (ending, store) =
+            match tokio::time::timeout_at((deadline + HOST_CALL_GRACE).into(), wait).await {
+                Ok(done) => done,
+                Err(_) => {
+                    // Blocked in a host call past the deadline: aborting the task drops
+                    // the store, which frees the instance's pool slot.
+                    task.abort();
+                    (Ending::TimedOut, None)
+                }
+            };
+        if let Some((store, proxy)) = store {
+            let room = room.or_else(|| self.keep_room.clone().try_acquire_owned().ok());
+            match room {
+                Some(room) => {
+                    *self.kept.get_mut().unwrap_or_else(|p| p.into_inner()) = Some(Kept {
+                        store,
+                        proxy,
+                        logs,
+                        stats,
+                        served: served + 1,
+                        _room: room,
+                    })
+                }
+                // No room for another kept instance: this one goes, off the path.
+                None => drop(tokio::spawn(async move { drop(store) })),
             }
-        };
-        (ending, init_ms)
+        }
+        ending
     }
 
-    fn outcome(&self, ending: Ending, request_id: &str, http_event: bool) -> Outcome {
+    fn outcome(
+        &self,
+        ending: Ending,
+        request_id: &str,
+        http_request: bool,
+    ) -> (Outcome, Option<Box<HttpHead>>) {
         let function_error = |error_type: &str, message: String| {
             let body = serde_json::json!({ "errorMessage": message, "errorType": error_type });
             Outcome::FunctionError {
@@ -223,14 +334,17 @@ impl WasmInstance {
                 body: body.to_string().into(),
             }
         };
-        match ending {
+        let outcome = match ending {
             Ending::Response {
                 status,
                 headers,
                 body,
             } => {
-                if http_event {
-                    Outcome::Success(event::http_result(status, &headers, &body).into())
+                if http_request {
+                    return (
+                        Outcome::Success(body),
+                        Some(Box::new(HttpHead { status, headers })),
+                    );
                 } else if status < 400 {
                     Outcome::Success(body)
                 } else {
@@ -281,8 +395,23 @@ impl WasmInstance {
                     ),
                 }
             }
-        }
+        };
+        (outcome, None)
     }
+}
+
+/// Checked at every epoch tick: past the deadline the guest traps with `Trap::Interrupt`;
+/// before it, the guest yields, so a guest that computes without calling the host does not
+/// hold a runtime thread for its whole timeout.
+fn set_deadline(store: &mut Store<Host>, deadline: Instant) {
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |_| {
+        Ok(if Instant::now() >= deadline {
+            UpdateDeadline::Interrupt
+        } else {
+            UpdateDeadline::Yield(1)
+        })
+    });
 }
 
 enum Collect {

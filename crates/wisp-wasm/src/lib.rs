@@ -40,6 +40,10 @@ pub const RUNTIME: &str = "wasm";
 /// guest that computes without calling the host yields its thread to other tasks.
 const EPOCH_TICK: Duration = Duration::from_millis(5);
 
+/// Instantiated components kept between invocations (functions that opt into instance
+/// reuse), across all functions: each holds a slot of the pooling allocator.
+const KEPT_INSTANCES_MAX: u32 = 64;
+
 /// Compiled components kept in memory at once; past this, the least recently used is
 /// dropped and reloaded (mmapped, no compile) from the disk cache when next needed.
 const LOADED_COMPONENTS_MAX: usize = 4096;
@@ -71,10 +75,13 @@ pub struct WasmExecutor {
     loaded: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<Arc<Loaded>>>>>,
     /// Compiling is CPU-heavy: at most this many at once, whatever the deploy load.
     compiling: tokio::sync::Semaphore,
+    /// Room for instances kept between invocations ([`KEPT_INSTANCES_MAX`]).
+    keep_room: Arc<tokio::sync::Semaphore>,
 }
 
 fn engine_config(max_concurrent: u32) -> Config {
-    let n = max_concurrent.max(1);
+    // One slot per running invocation, and one per instance kept between invocations.
+    let n = max_concurrent.max(1) + KEPT_INSTANCES_MAX;
     let mut pool = PoolingAllocationConfig::new();
     // One component instance per running invocation. Components made by language
     // toolchains (componentize-py, jco) hold many core instances and tables, so the
@@ -149,6 +156,7 @@ impl WasmExecutor {
             cfg,
             loaded: Mutex::new(HashMap::new()),
             compiling: tokio::sync::Semaphore::new(parallel),
+            keep_room: Arc::new(tokio::sync::Semaphore::new(KEPT_INSTANCES_MAX as usize)),
         })
     }
 
@@ -245,9 +253,38 @@ impl Executor for WasmExecutor {
                 timeout: Duration::from_secs(u64::from(spec.timeout_s)),
                 log_limit_bytes: self.cfg.log_limit_bytes,
                 start_ms: Some(started.elapsed().as_secs_f64() * 1000.0),
+                keep_room: self.keep_room.clone(),
+                kept: Mutex::new(None),
             };
             Ok(Box::new(instance) as Box<dyn Instance>)
         })
+    }
+
+    fn takes_http(&self, _runtime: &str) -> bool {
+        true
+    }
+
+    fn check_config(
+        &self,
+        _runtime: &str,
+        env: &std::collections::BTreeMap<String, String>,
+    ) -> Result<(), String> {
+        match env.get(host::INSTANCE_REUSE_VAR) {
+            Some(value) => host::parse_reuse(value).map(|_| ()),
+            None => Ok(()),
+        }
+    }
+
+    fn collect_garbage(&self, referenced: &[String]) {
+        let keep: std::collections::HashSet<&str> = referenced.iter().map(String::as_str).collect();
+        self.loaded
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|sha, _| keep.contains(sha.as_str()));
+        let removed = compile::collect_garbage(&self.cfg.cache_dir, &self.engine_key, &keep);
+        if removed > 0 {
+            tracing::debug!(removed, "compiled components of deleted packages removed");
+        }
     }
 
     fn prepare(
