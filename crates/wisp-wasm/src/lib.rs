@@ -77,11 +77,13 @@ pub struct WasmExecutor {
     compiling: tokio::sync::Semaphore,
     /// Room for instances kept between invocations ([`KEPT_INSTANCES_MAX`]).
     keep_room: Arc<tokio::sync::Semaphore>,
+    dropper: invoke::Dropper,
 }
 
 fn engine_config(max_concurrent: u32) -> Config {
-    // One slot per running invocation, and one per instance kept between invocations.
-    let n = max_concurrent.max(1) + KEPT_INSTANCES_MAX;
+    // One slot per running invocation, one per instance kept between invocations, and
+    // one per used store waiting to be dropped.
+    let n = max_concurrent.max(1) + KEPT_INSTANCES_MAX + invoke::DROP_QUEUE_MAX;
     let mut pool = PoolingAllocationConfig::new();
     // One component instance per running invocation. Components made by language
     // toolchains (componentize-py, jco) hold many core instances and tables, so the
@@ -157,6 +159,7 @@ impl WasmExecutor {
             loaded: Mutex::new(HashMap::new()),
             compiling: tokio::sync::Semaphore::new(parallel),
             keep_room: Arc::new(tokio::sync::Semaphore::new(KEPT_INSTANCES_MAX as usize)),
+            dropper: invoke::Dropper::new(),
         })
     }
 
@@ -254,6 +257,7 @@ impl Executor for WasmExecutor {
                 log_limit_bytes: self.cfg.log_limit_bytes,
                 start_ms: Some(started.elapsed().as_secs_f64() * 1000.0),
                 keep_room: self.keep_room.clone(),
+                dropper: self.dropper.clone(),
                 kept: Mutex::new(None),
             };
             Ok(Box::new(instance) as Box<dyn Instance>)
