@@ -102,14 +102,16 @@ fn engine_config(max_concurrent: u32) -> Config {
         .max_component_instance_size(8 << 20)
         // wasm32's whole address space: MemorySize is enforced by the store's limiter.
         .max_memory_size(4 << 30)
-        // Every invocation frees its instance. Resetting the first MiB of a memory or a
-        // table by hand is cheaper than returning it to the kernel, and returning the
-        // rest in batches saves most of the TLB shootdowns each madvise costs.
-        .linear_memory_keep_resident(1 << 20)
-        .table_keep_resident(1 << 20)
+        // Every invocation frees its instance. The first 64 KiB of a memory or a table
+        // are reset by hand (zeroed), which is cheaper than returning them to the kernel
+        // and faulting them back; the rest goes back in batches, which saves most of the
+        // TLB shootdowns each madvise costs. More is worse: zeroing a whole MiB per
+        // invocation took a fifth of the CPU under load (bench/RESULTS.md).
+        .linear_memory_keep_resident(64 << 10)
+        .table_keep_resident(64 << 10)
         .decommit_batch_size(32)
         // ... but only for the slots in use and a few warm ones: with many functions,
-        // each idle warm slot would otherwise keep its resident MiB.
+        // each idle warm slot would otherwise keep its resident memory.
         .max_unused_warm_slots(16);
     let mut config = Config::new();
     config
