@@ -26,15 +26,24 @@ const IDLE_POLL: Duration = Duration::from_secs(1);
 
 pub struct AsyncQueue {
     wake: Notify,
-    running: Mutex<HashSet<i64>>,
+    running: Mutex<Running>,
     stopped: AtomicBool,
+}
+
+/// Events being run, and those that finished since the worker began its latest read of
+/// the queue: the read may predate their update (a retry pushed later, a completion), so
+/// that read's copy of them is stale and must not start them again.
+#[derive(Default)]
+struct Running {
+    ids: HashSet<i64>,
+    finished: HashSet<i64>,
 }
 
 impl AsyncQueue {
     pub fn new() -> Self {
         AsyncQueue {
             wake: Notify::new(),
-            running: Mutex::new(HashSet::new()),
+            running: Mutex::new(Running::default()),
             stopped: AtomicBool::new(false),
         }
     }
@@ -48,7 +57,7 @@ impl AsyncQueue {
         self.wake.notify_one();
     }
 
-    fn running(&self) -> std::sync::MutexGuard<'_, HashSet<i64>> {
+    fn running(&self) -> std::sync::MutexGuard<'_, Running> {
         self.running.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -68,23 +77,30 @@ pub fn spawn_worker(engine: Arc<Engine>) {
             let notified = engine.queue.wake.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let capacity = engine
-                .cfg
-                .async_concurrency
-                .saturating_sub(engine.queue.running().len());
+            let (capacity, in_flight) = {
+                let mut running = engine.queue.running();
+                // What finished before this read is in it.
+                running.finished.clear();
+                let n = running.ids.len();
+                (engine.cfg.async_concurrency.saturating_sub(n), n)
+            };
             if capacity > 0 {
                 let now = wisp_core::time::now_ms();
                 let store = engine.store.clone();
-                let fetch = capacity + engine.queue.running().len();
+                let fetch = capacity + in_flight;
                 let due = tokio::task::spawn_blocking(move || store.due_events(now, fetch)).await;
                 match due {
                     Ok(Ok(events)) => {
-                        for event in events
+                        let mut running = engine.queue.running();
+                        let fresh: Vec<AsyncEvent> = events
                             .into_iter()
-                            .filter(|e| !engine.queue.running().contains(&e.id))
+                            .filter(|e| {
+                                !running.ids.contains(&e.id) && !running.finished.contains(&e.id)
+                            })
                             .take(capacity)
-                        {
-                            engine.queue.running().insert(event.id);
+                            .collect();
+                        for event in fresh {
+                            running.ids.insert(event.id);
                             tokio::spawn(run_event(engine.clone(), event));
                         }
                     }
@@ -186,7 +202,11 @@ async fn run_event(engine: Arc<Engine>, event: AsyncEvent) {
     if let Err(e) = result {
         tracing::error!(error = %e, "could not update the async queue");
     }
-    engine.queue.running().remove(&id);
+    {
+        let mut running = engine.queue.running();
+        running.ids.remove(&id);
+        running.finished.insert(id);
+    }
     engine.queue.notify();
 }
 
