@@ -12,9 +12,10 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 from wisp_e2e import create_function, http_request, lambda_client, unique, wait_for
 
@@ -171,3 +172,29 @@ def deploy_sink(server, tmp_path: Path, prefix: str, fail_every: int = 10) -> "t
 def dups(handled: "list[int]") -> int:
     """How many handlings were repeats."""
     return sum(c - 1 for c in collections.Counter(handled).values() if c > 1)
+
+
+def outage_mid_stream(server, broker: BrokerProcess, function: str, trigger_id: str, sink: Sink,
+                      publisher: threading.Thread, *, gone_within: float = 15, outage: float = 10,
+                      at_stop: "Callable[[], Any] | None" = None) -> Any:
+    """Starts `publisher` (a thread publishing in the background), stops the broker once the
+    sink has handled 200 messages, checks that the trigger's status shows it gone (and
+    reconnecting, with the error), starts the broker `outage` seconds later and waits for the
+    publisher to finish. Returns what `at_stop` gave right after the stop."""
+    publisher.start()
+    stopped = None
+    try:
+        wait_for(lambda: len(set(sink.handled())) >= 200, timeout=60, message="consumption started")
+        broker.stop()
+        if at_stop is not None:
+            stopped = at_stop()
+        wait_for(lambda: trigger(server, function, trigger_id)["Status"].get("Connected") is False,
+                 timeout=gone_within, interval=0.3, message="status shows the broker gone")
+        during = trigger(server, function, trigger_id)["Status"]
+        time.sleep(outage)
+        broker.start()
+    finally:
+        publisher.join(timeout=200)
+    assert not publisher.is_alive()
+    assert during["State"] == "Reconnecting" and during["LastError"], during
+    return stopped

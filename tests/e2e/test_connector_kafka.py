@@ -23,7 +23,7 @@ import pytest
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from brokers import BrokerProcess, Sink, delete, deploy_sink, dups, trigger as trigger_status
+from brokers import BrokerProcess, Sink, delete, deploy_sink, dups, outage_mid_stream, trigger as trigger_status
 from brokers import add_trigger as _add_trigger
 from wisp_e2e import (
     Server,
@@ -281,20 +281,8 @@ def test_broker_stopped_mid_stream(wisp, kafka, tmp_path):
     total = 1500
     t = threading.Thread(target=produce_ids, args=(kafka, topic, range(total), produced),
                          kwargs={"pace": 0.008, "allow_errors": True})
-    t.start()
-    try:
-        wait_for(lambda: len(set(sink.handled())) >= 200, timeout=60, message="consumption started")
-        kafka.stop()
-        stopped_at = len(produced.order)
-        wait_for(lambda: trigger_status(wisp, name, trig["Id"])["Status"].get("Connected") is False,
-                 timeout=8, interval=0.3, message="status shows the broker gone")
-        during = trigger_status(wisp, name, trig["Id"])["Status"]
-        time.sleep(10 - 1)
-        kafka.start()
-    finally:
-        t.join(timeout=200)
-    assert not t.is_alive()
-    assert during["State"] == "Reconnecting" and during["LastError"], during
+    stopped_at = outage_mid_stream(wisp, kafka, name, trig["Id"], sink, t, gone_within=8, outage=9,
+                                   at_stop=lambda: len(produced.order))
     # What the broker acknowledged must all be handled (tansu answers produce requests with
     # errors while it shuts down: those messages were never acknowledged).
     acked = set(produced.where)

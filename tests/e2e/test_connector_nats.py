@@ -22,7 +22,7 @@ from pathlib import Path
 import nats
 import pytest
 
-from brokers import BrokerProcess, Sink, delete, deploy_sink, dups, trigger
+from brokers import BrokerProcess, Sink, delete, deploy_sink, dups, outage_mid_stream, trigger
 from brokers import add_trigger as _add_trigger
 from test_connector_rabbitmq import make_certs
 from test_queues import sqs_client
@@ -305,19 +305,7 @@ def test_broker_stopped_mid_stream(wisp, broker, tmp_path):
     total = 1500
     t = threading.Thread(target=publish, args=(broker, f"{prefix}.x", ids_bodies(range(total))),
                          kwargs={"pace": 0.004, "retry_for": 60})
-    t.start()
-    try:
-        wait_for(lambda: len(set(sink.handled())) >= 200, timeout=60, message="consumption started")
-        broker.stop()
-        wait_for(lambda: trigger(wisp, name, trig["Id"])["Status"].get("Connected") is False,
-                 timeout=15, interval=0.3, message="status shows the server gone")
-        during = trigger(wisp, name, trig["Id"])["Status"]
-        time.sleep(10)
-        broker.start()
-    finally:
-        t.join(timeout=200)
-    assert not t.is_alive()
-    assert during["State"] == "Reconnecting" and during["LastError"], during
+    outage_mid_stream(wisp, broker, name, trig["Id"], sink, t)
     sink.wait_all(set(range(total)), timeout=120)
     handled = sink.handled()
     print(f"nats server stop: {total} published, all handled, duplicates {dups(handled)}")

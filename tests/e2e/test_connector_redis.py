@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from brokers import BrokerProcess, Sink, delete, deploy_sink, dups, trigger
+from brokers import BrokerProcess, Sink, delete, deploy_sink, dups, outage_mid_stream, trigger
 from brokers import add_trigger as _add_trigger
 from wisp_e2e import Server, create_function, free_port, http_request, lambda_client, run_cli, unique, wait_for
 
@@ -196,19 +196,7 @@ def test_broker_stopped_mid_stream(wisp, broker, tmp_path):
     total = 1500
     t = threading.Thread(target=publish_ids, args=(broker, stream, range(total)),
                          kwargs={"pace": 0.006, "retry_for": 60})
-    t.start()
-    try:
-        wait_for(lambda: len(set(sink.handled())) >= 200, timeout=60, message="consumption started")
-        broker.stop()
-        wait_for(lambda: trigger(wisp, name, trig["Id"])["Status"].get("Connected") is False,
-                 timeout=8, interval=0.3, message="status shows the broker gone")
-        during = trigger(wisp, name, trig["Id"])["Status"]
-        time.sleep(9)
-        broker.start()
-    finally:
-        t.join(timeout=200)
-    assert not t.is_alive()
-    assert during["State"] == "Reconnecting" and during["LastError"], during
+    outage_mid_stream(wisp, broker, name, trig["Id"], sink, t, gone_within=8, outage=9)
     sink.wait_all(set(range(total)), timeout=120)
     handled = sink.handled()
     print(f"redis broker stop: {total} published, all handled, duplicates {dups(handled)}")
