@@ -36,6 +36,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.config import Config
 from botocore.credentials import Credentials
+from connector_common import free_port, lines, pct, wait_port
 import http.client
 
 KEY, SECRET = "AKIABENCHMQTT0000000", "bench-secret-bench-secret-bench-secret00"
@@ -53,34 +54,6 @@ def handler(event, context):
         f.write("".join(lines))
     return {}
 """
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def pct(xs, p):
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(len(xs) * p))]
-
-
-def wait_port(port, timeout=30):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"nothing listens on {port}")
-
-
-def lines(log):
-    if not os.path.exists(log):
-        return []
-    return [l for l in open(log).read().split("\n") if l]
 
 
 def add_trigger(port, config):

@@ -38,6 +38,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.config import Config
 from botocore.credentials import Credentials
+from connector_common import free_port, lines, pct, start, stop, wait_lines, wait_port
 
 KEY, SECRET = "AKIABENCHNATS0000000", "bench-secret-bench-secret-bench-secret00"
 
@@ -51,64 +52,6 @@ def handler(event, context):
         f.write("".join(lines))
     return {}
 """
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def pct(xs, p):
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(len(xs) * p))]
-
-
-def wait_port(port, proc, timeout=60):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"process exited with {proc.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit(f"nothing listening on {port}")
-
-
-def start(cmd, env, log):
-    return subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            start_new_session=True)
-
-
-def stop(proc):
-    if proc and proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
-
-
-def lines(path):
-    try:
-        with open(path) as f:
-            return [l for l in f.read().split("\n") if l]
-    except FileNotFoundError:
-        return []
-
-
-def wait_lines(path, n, timeout=600):
-    t0 = time.time()
-    while True:
-        got = lines(path)
-        if len(got) >= n:
-            return got
-        if time.time() - t0 > timeout:
-            raise SystemExit(f"only {len(got)} of {n} handled")
-        time.sleep(0.02)
 
 
 async def publish(url, subject, n, rate=0.0):
@@ -169,10 +112,10 @@ def main():
             try:
                 procs.append(start(["nats-server", "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", f"{d}/js"],
                                    os.environ, blog))
-                wait_port(port, procs[-1])
+                wait_port(port, procs[-1], timeout=60)
                 procs.append(start([args.wisp, "serve", "--listen", f"127.0.0.1:{api}", "--url-listen", "127.0.0.1:0",
                                     "--routes-listen", "127.0.0.1:0", "--data-dir", f"{d}/wisp"], wenv, blog))
-                wait_port(api, procs[-1])
+                wait_port(api, procs[-1], timeout=60)
                 run(args, d, f"nats://127.0.0.1:{port}", api)
             finally:
                 for p in reversed(procs):
