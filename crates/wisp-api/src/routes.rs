@@ -98,7 +98,8 @@ async fn serve(
         Some(q) => format!("{}:{q}", route.function),
         None => route.function.clone(),
     };
-    let request = http_request(&parts, raw_path.clone(), body);
+    let origin = parts.headers.get("origin").cloned();
+    let request = http_request(parts, raw_path, body);
     let mut response = invoke_for_http(
         triggers.engine(),
         &target,
@@ -111,11 +112,6 @@ async fn serve(
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("apigw-requestid", v);
     }
-    apply_cors(
-        route.cors.as_ref(),
-        parts.headers.get("origin"),
-        &mut response,
-        false,
-    );
+    apply_cors(route.cors.as_ref(), origin.as_ref(), &mut response, false);
     response
 }

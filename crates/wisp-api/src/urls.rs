@@ -253,15 +253,15 @@ pub(crate) struct EventContext<'a> {
 /// The request a front received, for a function: `path` is below a URL's root (for a
 /// route, the whole path).
 pub(crate) fn http_request(
-    parts: &axum::http::request::Parts,
+    parts: axum::http::request::Parts,
     path: String,
     body: bytes::Bytes,
 ) -> HttpRequest {
     HttpRequest {
-        method: parts.method.clone(),
-        path,
         query: parts.uri.query().unwrap_or("").to_string(),
-        headers: parts.headers.clone(),
+        method: parts.method,
+        path,
+        headers: parts.headers,
         body,
     }
 }
@@ -515,13 +515,13 @@ async fn serve(
         Ok(b) => b,
         Err(_) => return message(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large"),
     };
-    let origin = parts.headers.get("origin");
+    let origin = parts.headers.get("origin").cloned();
     if parts.method == Method::OPTIONS
         && url.cors.is_some()
         && parts.headers.contains_key("access-control-request-method")
     {
         let mut response = StatusCode::OK.into_response();
-        apply_cors(url.cors.as_ref(), origin, &mut response, true);
+        apply_cors(url.cors.as_ref(), origin.as_ref(), &mut response, true);
         return response;
     }
     if url.auth_type == "AWS_IAM" {
@@ -551,7 +551,7 @@ async fn serve(
         path_parameters: None,
     };
     let target = format!("{}:{}", url.function, url.qualifier);
-    let request = http_request(&parts, raw_path, body);
+    let request = http_request(parts, raw_path, body);
     let mut response = invoke_for_http(
         &state.engine,
         &target,
@@ -564,7 +564,7 @@ async fn serve(
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-amzn-requestid", v);
     }
-    apply_cors(url.cors.as_ref(), origin, &mut response, false);
+    apply_cors(url.cors.as_ref(), origin.as_ref(), &mut response, false);
     response
 }
 

@@ -48,27 +48,19 @@ pub(crate) struct WasmInstance {
     pub dropper: Dropper,
     /// The instance kept from the previous invocation, if the function reuses instances.
     /// (In a mutex only so that `&WasmInstance` is `Send`: a `Store` is not `Sync`.)
-    pub kept: std::sync::Mutex<Option<Kept>>,
+    pub kept: std::sync::Mutex<Option<Ready>>,
 }
 
-/// An instantiated component kept for the next invocation of the same function.
-pub(crate) struct Kept {
+/// An instantiated component ready to serve an invocation: a fresh one, or one kept from
+/// the previous invocation of the same function.
+pub(crate) struct Ready {
     store: Store<Host>,
     proxy: Proxy,
     logs: LogSink,
     stats: Arc<MemoryStats>,
     /// Invocations it has served.
     served: u32,
-    _room: OwnedSemaphorePermit,
-}
-
-/// A store ready to serve one invocation.
-struct Ready {
-    store: Store<Host>,
-    proxy: Proxy,
-    logs: LogSink,
-    stats: Arc<MemoryStats>,
-    served: u32,
+    /// Its place among the kept instances, once it has been kept.
     room: Option<OwnedSemaphorePermit>,
 }
 
@@ -112,16 +104,9 @@ impl WasmInstance {
             .take();
         let (ending, init_ms, logs, stats) = match kept {
             Some(kept) => {
-                let ready = Ready {
-                    store: kept.store,
-                    proxy: kept.proxy,
-                    logs: kept.logs.clone(),
-                    stats: kept.stats.clone(),
-                    served: kept.served,
-                    room: Some(kept._room),
-                };
-                let ending = self.execute(ready, &mut invocation, deadline).await;
-                (ending, None, kept.logs, kept.stats)
+                let (logs, stats) = (kept.logs.clone(), kept.stats.clone());
+                let ending = self.execute(kept, &mut invocation, deadline).await;
+                (ending, None, logs, stats)
             }
             None => {
                 let logs = LogSink::new(self.log_limit_bytes);
@@ -246,25 +231,23 @@ impl WasmInstance {
                 Err(_) => (Ending::TimedOut, false),
             }
         };
-        let kept = (handled && self.grants.reuse > served + 1).then_some(());
-        match kept {
-            Some(()) => {
-                let room = room.or_else(|| self.keep_room.clone().try_acquire_owned().ok());
-                match room {
-                    Some(room) => {
-                        *self.kept.get_mut().unwrap_or_else(|p| p.into_inner()) = Some(Kept {
-                            store,
-                            proxy,
-                            logs,
-                            stats,
-                            served: served + 1,
-                            _room: room,
-                        })
-                    }
-                    // No room for another kept instance: this one goes, off the path.
-                    None => self.dropper.drop_later(store),
-                }
+        let room = if handled && self.grants.reuse > served + 1 {
+            room.or_else(|| self.keep_room.clone().try_acquire_owned().ok())
+        } else {
+            None
+        };
+        match room {
+            Some(room) => {
+                *self.kept.get_mut().unwrap_or_else(|p| p.into_inner()) = Some(Ready {
+                    store,
+                    proxy,
+                    logs,
+                    stats,
+                    served: served + 1,
+                    room: Some(room),
+                })
             }
+            // Not to be kept, or no room for another kept instance: it goes, off the path.
             None => self.dropper.drop_later(store),
         }
         ending
